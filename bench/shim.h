@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shim.h - the C face of dme's benchmarks.
+ *
+ * Benchmark bodies are C functions; shim.cc (the only C++ in dme) registers
+ * them with Google Benchmark, runs one suite, and hands the measured figures
+ * to the suite's summarize() which derives the stable JSON keys (ratios
+ * against baselines measured in the same run, plus the raw ns figures).
+ *
+ * A body loops like this, so the per-iteration shim cost is amortised:
+ *
+ *	uint64_t n;
+ *	while (dme_bench_batch(st, &n))
+ *		for (uint64_t i = 0; i < n; i++)
+ *			work();
+ */
+#ifndef DME_BENCH_SHIM_H
+#define DME_BENCH_SHIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dme_bench_state;
+
+/** dme_bench_batch() - next batch of iterations; false when measuring is done. */
+bool dme_bench_batch(struct dme_bench_state *st, uint64_t *n);
+/** dme_bench_thread() - index of the calling benchmark thread (0-based). */
+int dme_bench_thread(struct dme_bench_state *st);
+/** dme_bench_threads() - number of threads running this case. */
+int dme_bench_threads(struct dme_bench_state *st);
+/** dme_bench_pause() / dme_bench_resume() - exclude a stretch from timing. */
+void dme_bench_pause(struct dme_bench_state *st);
+void dme_bench_resume(struct dme_bench_state *st);
+/** dme_bench_counter() - attach a named figure to this case's result. */
+void dme_bench_counter(struct dme_bench_state *st, const char *name, double value);
+/** dme_bench_fail() - abort this case with a message; its figures are absent. */
+void dme_bench_fail(struct dme_bench_state *st, const char *msg);
+
+/** struct dme_bench_case - one measured body. */
+struct dme_bench_case {
+	const char *name;	/* "cached_pair_1t"; reported as suite/name */
+	void (*body)(struct dme_bench_state *st, void *arg);
+	void *arg;
+	int threads;		/* 0 or 1: single-threaded */
+	int (*prepare)(void *arg); /* before the case runs (outside timing) */
+	void (*finish)(void *arg); /* after it */
+};
+
+#define DME_BENCH_MAX_COUNTERS 8
+
+/** struct dme_bench_result - what one case measured. */
+struct dme_bench_result {
+	const char *name;
+	bool ok;
+	double ns_per_iter;	/* wall time per iteration, all threads together */
+	uint64_t iterations;
+	unsigned nr_counters;
+	struct {
+		char name[48];
+		double value;
+	} counters[DME_BENCH_MAX_COUNTERS];
+};
+
+struct dme_bench_out;
+
+/** dme_bench_out_num() - emit one derived key (e.g. "iova.speedup_vs_tree"). */
+void dme_bench_out_num(struct dme_bench_out *out, const char *key, double value);
+
+/** dme_bench_find() - the result named @name, or NULL if absent or failed. */
+const struct dme_bench_result *dme_bench_find(const struct dme_bench_result *res, size_t n,
+					      const char *name);
+/** dme_bench_result_counter() - counter @name of @r, or NaN. */
+double dme_bench_result_counter(const struct dme_bench_result *r, const char *name);
+
+/** struct dme_bench_suite - a named group of cases and its derived keys. */
+struct dme_bench_suite {
+	const char *name;
+	const char *doc;
+	const struct dme_bench_case *cases;
+	size_t nr_cases;
+	void (*summarize)(const struct dme_bench_result *res, size_t n, struct dme_bench_out *out);
+};
+
+/** Suites compiled into this build. */
+extern const struct dme_bench_suite dme_bench_suite_iova;
+
+/**
+ * dme_bench_suites() - every suite, NULL-terminated.
+ */
+const struct dme_bench_suite *const *dme_bench_suites(void);
+
+/**
+ * dme_bench_run() - run @suite and print its figures.
+ * @suite:    the suite
+ * @json:     print one JSON object (derived keys + raw ns per case) instead of text
+ * @min_time: seconds each case runs at least (0: Google Benchmark's default)
+ * @out:      where to print
+ *
+ * Return: 0, or -EIO when a case failed (its message is printed to stderr).
+ */
+int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1272 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * space.c - IOVA spaces: geometry, the locked tree path, per-thread
+ * magazines over a shared depot, the lock-free state table behind them, and
+ * quarantine.
+ *
+ * Ownership. Every busy range is a tree node (tree.h). A range owned by the
+ * caches is a CACHE node: it stays busy in the tree whether it sits in a
+ * magazine or has been handed out from one, so the tree never needs the lock
+ * on a cache hit.
+ *
+ * The state table (ctab) says, per CACHE range, whether it is FREE (in some
+ * magazine or the depot) or LIVE (handed out). It is what lets a cache hit
+ * refuse a double free or a size mismatch without the lock: a free is a CAS
+ * LIVE->FREE, an allocation a CAS FREE->LIVE. Each entry's state word holds a
+ * generation that changes whenever the entry's key changes, so a reader that
+ * raced with a rewrite fails its CAS instead of acting on the wrong range.
+ * Any fast-path miss or failed CAS falls back to the slow path, which holds
+ * the lock and is authoritative; a fast-path miss is a cost, never an error.
+ * Tables replaced on growth stay allocated until the space is destroyed, so a
+ * late reader never touches freed memory.
+ *
+ * Locking. space->lock guards the tree, the depot, the quarantine, the
+ * counters and ctab writes. A thread's magazines are touched only by that
+ * thread (other threads read their fill counts for stats, atomically). The
+ * global tc_lock guards the thread <-> space links used at thread exit and
+ * space destroy. Order: tc_lock, then space->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dme/iova.h>
+
+#include "compiler.h"
+#include "log_internal.h"
+#include "tree.h"
+
+#define NCLASS_MAX 16
+#define MAG_MAX 1024
+#define PROBE_MAX 16
+
+enum { ST_EMPTY = 0, ST_FREE = 1, ST_LIVE = 2, ST_DEAD = 3 };
+#define KEY_EMPTY 0ull
+#define KEY_TOMB 2ull
+
+struct centry {
+	_Atomic uint64_t key;	/* iova | 1, KEY_EMPTY or KEY_TOMB */
+	_Atomic uint64_t state; /* gen << 16 | cls << 8 | st */
+};
+
+struct ctab {
+	struct centry *e;
+	uint64_t mask;
+	unsigned bits;
+	uint64_t used;	/* slots with a key or a tombstone */
+	uint64_t valid; /* slots with a key */
+	struct ctab *retired;
+};
+
+struct mag {
+	_Atomic unsigned n;
+	struct mag *next;
+	uint64_t *iova;
+	uint32_t *hint;
+};
+
+struct tclass {
+	struct mag *loaded, *prev;
+};
+
+struct tcache {
+	uint64_t space_id;
+	struct dme_iova_space *space;	   /* NULL once the space is gone */
+	struct tcache *next_in_space;
+	struct tcache *next_in_thread;
+	uint64_t flush_seen;
+	_Atomic uint64_t hits, misses;
+	struct tclass cls[NCLASS_MAX];
+};
+
+struct depot {
+	struct mag **full;
+	unsigned nfull;
+	struct mag *empty;
+};
+
+struct dme_iova_space {
+	/* read-mostly, shared by the fast paths */
+	uint64_t id;
+	unsigned nr_classes;
+	unsigned base_shift;	/* class c holds ranges of 1 << (base_shift + c) */
+	unsigned mag_size;
+	bool cache;
+	_Atomic(struct ctab *) ctab;
+	_Atomic uint64_t flush_gen;
+
+	pthread_mutex_t lock __attribute__((aligned(DME_CACHELINE)));
+	struct tree tree;
+	uint64_t granule;
+	struct dme_iova_range *ranges;
+	size_t nr_ranges;
+	unsigned __int128 allowed_bytes;
+	unsigned depot_max;
+	struct depot depot[NCLASS_MAX];
+	struct tcache *tcaches;
+	/* counters (under lock) */
+	uint64_t live_nodes, live_bytes;
+	uint64_t cache_nodes[NCLASS_MAX];
+	uint64_t quar_nodes, quar_bytes, rsv_bytes;
+	uint64_t flushes, retired_hits, retired_misses;
+	/* quarantine FIFO, oldest first */
+	struct node *q_head, *q_tail;
+	uint64_t epoch;		/* the open epoch: deferred frees join it */
+	/* reservations as the caller gave them */
+	struct dme_iova_range *rsv;
+	size_t nr_rsv, cap_rsv;
+};
+
+static _Atomic uint64_t next_space_id = 1;
+
+/* ---------------------------------------------------------------------- */
+/* Thread caches: discovery and thread exit                               */
+
+static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t tc_key;
+static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
+static __thread struct tcache *tl_list;
+static __thread struct {
+	uint64_t id;
+	struct tcache *tc;
+} tl_hot;
+
+static void thread_exit(void *arg);
+
+static void tc_key_init(void)
+{
+	if (pthread_key_create(&tc_key, thread_exit))
+		abort();	/* only fails when the process is out of keys */
+}
+
+static inline struct tcache *tcache_get(struct dme_iova_space *s);
+
+/* ---------------------------------------------------------------------- */
+/* State table                                                            */
+
+static inline uint64_t ctab_hash(const struct ctab *t, uint64_t iova)
+{
+	return ((iova >> 12) * 0x9e3779b97f4a7c15ull) >> (64 - t->bits);
+}
+
+static inline uint64_t st_make(uint64_t gen, unsigned cls, unsigned st)
+{
+	return gen << 16 | (uint64_t)cls << 8 | st;
+}
+
+static struct ctab *ctab_new(unsigned bits)
+{
+	struct ctab *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->e = calloc(1ull << bits, sizeof(*t->e));
+	if (!t->e) {
+		free(t);
+		return NULL;
+	}
+	t->bits = bits;
+	t->mask = (1ull << bits) - 1;
+	return t;
+}
+
+/* Lock-free lookup of @iova's slot; bounded, so a miss may be spurious. */
+static inline int64_t ctab_find_fast(const struct ctab *t, uint64_t iova)
+{
+	uint64_t key = iova | 1, i = ctab_hash(t, iova);
+	for (unsigned p = 0; p < PROBE_MAX; p++, i = (i + 1) & t->mask) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_acquire);
+		if (k == key)
+			return (int64_t)i;
+		if (k == KEY_EMPTY)
+			return -1;
+	}
+	return -1;
+}
+
+/* Exhaustive lookup (under the lock). */
+static int64_t ctab_find_locked(const struct ctab *t, uint64_t iova)
+{
+	uint64_t key = iova | 1, i = ctab_hash(t, iova);
+	for (uint64_t p = 0; p <= t->mask; p++, i = (i + 1) & t->mask) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
+		if (k == key)
+			return (int64_t)i;
+		if (k == KEY_EMPTY)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * Move slot @i of @t holding @iova from state @from to @to, class @cls.
+ * Reads the state before the key: a rewrite of the slot between the two
+ * loads changes the generation, so the CAS fails.
+ */
+static inline bool ctab_move(struct ctab *t, uint64_t i, uint64_t iova, unsigned cls,
+			     unsigned from, unsigned to)
+{
+	struct centry *e = &t->e[i & t->mask];
+	uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+	if (atomic_load_explicit(&e->key, memory_order_relaxed) != (iova | 1))
+		return false;
+	if ((s & 0xffff) != ((uint64_t)cls << 8 | from))
+		return false;
+	return atomic_compare_exchange_strong_explicit(&e->state, &s, (s & ~0xffull) | to,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* Insert a key that is not present; caller holds the lock and made room. */
+static uint64_t ctab_insert_locked(struct ctab *t, uint64_t iova, unsigned cls, unsigned st)
+{
+	uint64_t i = ctab_hash(t, iova);
+	for (;; i = (i + 1) & t->mask) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
+		if (k == KEY_EMPTY || k == KEY_TOMB)
+			break;
+	}
+	struct centry *e = &t->e[i];
+	uint64_t old = atomic_load_explicit(&e->state, memory_order_relaxed);
+	if (atomic_load_explicit(&e->key, memory_order_relaxed) == KEY_EMPTY)
+		t->used++;
+	t->valid++;
+	/* key first, then the state that carries a new generation (release) */
+	atomic_store_explicit(&e->key, iova | 1, memory_order_relaxed);
+	atomic_store_explicit(&e->state, st_make((old >> 16) + 1, cls, st), memory_order_release);
+	return i;
+}
+
+static void ctab_delete_locked(struct ctab *t, uint64_t i)
+{
+	struct centry *e = &t->e[i];
+	uint64_t old = atomic_load_explicit(&e->state, memory_order_relaxed);
+	/* bump the generation first so a racing CAS on the old state fails */
+	atomic_store_explicit(&e->state, st_make((old >> 16) + 1, 0, ST_DEAD), memory_order_release);
+	atomic_store_explicit(&e->key, KEY_TOMB, memory_order_release);
+	t->valid--;
+}
+
+/*
+ * Make room for one more entry: rebuild into a fresh table (twice as big when
+ * more than a quarter full of valid keys). Entries are first retired in the
+ * old table (generation bump) so racing fast paths fail their CAS; the old
+ * table stays allocated until the space is destroyed.
+ */
+static int ctab_reserve_locked(struct dme_iova_space *s)
+{
+	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+	if ((t->used + 1) * 2 <= t->mask + 1)
+		return 0;
+	unsigned bits = t->bits + ((t->valid + 1) * 4 > t->mask + 1 ? 1 : 0);
+	struct ctab *n = ctab_new(bits);
+	if (!n)
+		return -ENOMEM;
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		struct centry *e = &t->e[i];
+		uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
+		if (k == KEY_EMPTY || k == KEY_TOMB)
+			continue;
+		uint64_t st = atomic_load_explicit(&e->state, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(
+			&e->state, &st, st_make((st >> 16) + 1, 0, ST_DEAD), memory_order_acq_rel,
+			memory_order_relaxed))
+			;
+		ctab_insert_locked(n, k & ~1ull, (st >> 8) & 0xff, st & 0xff);
+	}
+	n->retired = t;
+	atomic_store_explicit(&s->ctab, n, memory_order_release);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Nodes and counters                                                     */
+
+static inline uint64_t class_size(const struct dme_iova_space *s, unsigned cls)
+{
+	return 1ull << (s->base_shift + cls);
+}
+
+static inline uint64_t node_size(const struct node *n)
+{
+	return n->last - n->start + 1;
+}
+
+static void account(struct dme_iova_space *s, const struct node *n, int sign)
+{
+	uint64_t sz = node_size(n);
+	switch (n->kind) {
+	case N_LIVE:
+		s->live_nodes += sign;
+		s->live_bytes += sign * sz;
+		break;
+	case N_CACHE:
+		s->cache_nodes[n->cls] += sign;
+		break;
+	case N_QUAR:
+		s->quar_nodes += sign;
+		s->quar_bytes += sign * sz;
+		break;
+	case N_RSV:
+		s->rsv_bytes += sign * sz;
+		break;
+	}
+}
+
+static struct node *node_new(uint64_t start, uint64_t last, unsigned kind)
+{
+	struct node *n = calloc(1, sizeof(*n));
+	if (n) {
+		n->start = start;
+		n->last = last;
+		n->kind = (uint8_t)kind;
+	}
+	return n;
+}
+
+static void node_free(struct node *n)
+{
+	free(n);
+}
+
+static int insert_locked(struct dme_iova_space *s, uint64_t start, uint64_t last, unsigned kind,
+			 struct node **out)
+{
+	struct node *n = node_new(start, last, kind);
+	if (!n)
+		return -ENOMEM;
+	tree_insert(&s->tree, n);
+	account(s, n, 1);
+	if (out)
+		*out = n;
+	return 0;
+}
+
+static void remove_locked(struct dme_iova_space *s, struct node *n)
+{
+	account(s, n, -1);
+	tree_remove(&s->tree, n);
+	node_free(n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Caches: magazines and depot (slow halves; under the lock)              */
+
+static struct mag *mag_new(struct dme_iova_space *s)
+{
+	struct mag *m = calloc(1, sizeof(*m) + s->mag_size * (sizeof(uint64_t) + sizeof(uint32_t)));
+	if (!m)
+		return NULL;
+	m->iova = (uint64_t *)(m + 1);
+	m->hint = (uint32_t *)(m->iova + s->mag_size);
+	return m;
+}
+
+static struct mag *depot_take_empty(struct dme_iova_space *s, unsigned cls)
+{
+	struct depot *d = &s->depot[cls];
+	struct mag *m = d->empty;
+	if (m) {
+		d->empty = m->next;
+		return m;
+	}
+	return mag_new(s);
+}
+
+static void depot_put_empty(struct dme_iova_space *s, unsigned cls, struct mag *m)
+{
+	m->next = s->depot[cls].empty;
+	s->depot[cls].empty = m;
+}
+
+/* Give a FREE cached range back to the tree. */
+static void cache_return_locked(struct dme_iova_space *s, uint64_t iova)
+{
+	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+	int64_t i = ctab_find_locked(t, iova);
+	if (i >= 0)
+		ctab_delete_locked(t, (uint64_t)i);
+	struct node *n = tree_find_exact(&s->tree, iova);
+	if (n && n->kind == N_CACHE)
+		remove_locked(s, n);
+}
+
+static void mag_drain_locked(struct dme_iova_space *s, struct mag *m)
+{
+	unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
+	for (unsigned i = 0; i < n; i++)
+		cache_return_locked(s, m->iova[i]);
+	atomic_store_explicit(&m->n, 0, memory_order_relaxed);
+}
+
+static void tcache_drain_locked(struct dme_iova_space *s, struct tcache *tc)
+{
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		mag_drain_locked(s, tc->cls[c].loaded);
+		mag_drain_locked(s, tc->cls[c].prev);
+	}
+}
+
+/* Pressure: empty the depot and @self's magazines now; others at their
+ * next cache operation (flush_gen). */
+static void flush_locked(struct dme_iova_space *s, struct tcache *self)
+{
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		struct depot *d = &s->depot[c];
+		while (d->nfull) {
+			struct mag *m = d->full[--d->nfull];
+			mag_drain_locked(s, m);
+			depot_put_empty(s, c, m);
+		}
+	}
+	if (self)
+		tcache_drain_locked(s, self);
+	s->flushes++;
+	uint64_t g = atomic_fetch_add_explicit(&s->flush_gen, 1, memory_order_relaxed) + 1;
+	if (self)
+		self->flush_seen = g;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tree path                                                              */
+
+static int tree_alloc_locked(struct dme_iova_space *s, struct tcache *self, uint64_t size,
+			     uint64_t align, uint64_t phase, unsigned kind, struct node **out)
+{
+	struct node *succ;
+	uint64_t addr;
+	int ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+	if (ret == -ENOSPC && s->cache) {
+		/* cached IOVAs must never starve an allocation */
+		flush_locked(s, self);
+		ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+	}
+	if (ret)
+		return ret;
+	return insert_locked(s, addr, addr + size - 1, kind, out);
+}
+
+static int check_size_align(struct dme_iova_space *s, uint64_t size, uint64_t align,
+			    const char *what)
+{
+	if (unlikely(!size || (size & (s->granule - 1)))) {
+		dme_err("%s: size 0x%" PRIx64 " is not a non-zero multiple of the IOVA alignment 0x%" PRIx64,
+			what, size, s->granule);
+		return -EINVAL;
+	}
+	if (unlikely(!is_pow2(align) || align > (1ull << 30))) {
+		dme_err("%s: alignment 0x%" PRIx64 " is not a power of two up to 1 GiB", what, align);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int alloc_tree(struct dme_iova_space *s, uint64_t size, uint64_t align, uint64_t phase,
+		      uint64_t *iova)
+{
+	struct node *n;
+	struct tcache *self = s->cache ? tcache_get(s) : NULL;
+	pthread_mutex_lock(&s->lock);
+	int ret = tree_alloc_locked(s, self, size, align, phase, N_LIVE, &n);
+	if (!ret)
+		*iova = n->start;
+	pthread_mutex_unlock(&s->lock);
+	if (ret == -ENOSPC)
+		dme_dbg("iova: no free range of 0x%" PRIx64 " bytes aligned 0x%" PRIx64, size, align);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Cache path                                                             */
+
+static inline int cache_class(const struct dme_iova_space *s, uint64_t size, uint64_t align)
+{
+	if (!is_pow2(size) || align > size || (align & (align - 1)))
+		return -1;
+	unsigned sh = ilog2_u64(size);
+	if (sh < s->base_shift || sh - s->base_shift >= s->nr_classes)
+		return -1;
+	return (int)(sh - s->base_shift);
+}
+
+static struct tcache *tcache_get_slow(struct dme_iova_space *s)
+{
+	struct tcache *tc;
+	for (tc = tl_list; tc; tc = tc->next_in_thread)
+		if (tc->space_id == s->id)
+			goto found;
+	pthread_once(&tc_once, tc_key_init);
+	tc = calloc(1, sizeof(*tc));
+	if (!tc)
+		return NULL;
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		tc->cls[c].loaded = mag_new(s);
+		tc->cls[c].prev = mag_new(s);
+		if (!tc->cls[c].loaded || !tc->cls[c].prev)
+			goto err_free;
+	}
+	tc->space_id = s->id;
+	tc->space = s;
+	pthread_mutex_lock(&tc_lock);
+	pthread_mutex_lock(&s->lock);
+	tc->flush_seen = atomic_load_explicit(&s->flush_gen, memory_order_relaxed);
+	tc->next_in_space = s->tcaches;
+	s->tcaches = tc;
+	pthread_mutex_unlock(&s->lock);
+	tc->next_in_thread = tl_list;
+	tl_list = tc;
+	pthread_setspecific(tc_key, tc);
+	pthread_mutex_unlock(&tc_lock);
+found:
+	tl_hot.id = s->id;
+	tl_hot.tc = tc;
+	return tc;
+err_free:
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		free(tc->cls[c].loaded);
+		free(tc->cls[c].prev);
+	}
+	free(tc);
+	return NULL;
+}
+
+static inline struct tcache *tcache_get(struct dme_iova_space *s)
+{
+	if (likely(tl_hot.id == s->id))
+		return tl_hot.tc;
+	return tcache_get_slow(s);
+}
+
+static inline void count(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static void tcache_sync_flush(struct dme_iova_space *s, struct tcache *tc)
+{
+	uint64_t g = atomic_load_explicit(&s->flush_gen, memory_order_relaxed);
+	if (g == tc->flush_seen)
+		return;
+	pthread_mutex_lock(&s->lock);
+	tcache_drain_locked(s, tc);
+	tc->flush_seen = g;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Carve up to @want ranges of class @cls into the empty magazine @m. */
+static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned cls, struct mag *m,
+			 unsigned want)
+{
+	uint64_t size = class_size(s, cls);
+	unsigned got = 0;
+	while (got < want) {
+		struct node *n;
+		int ret = ctab_reserve_locked(s);
+		if (!ret)
+			ret = tree_alloc_locked(s, got ? NULL : tc, size, size, 0, N_CACHE, &n);
+		if (ret) {
+			if (got)
+				break;
+			return ret;
+		}
+		n->cls = (uint8_t)cls;
+		s->cache_nodes[cls]++;	/* account() ran before cls was set */
+		s->cache_nodes[0]--;
+		struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+		m->iova[got] = n->start;
+		m->hint[got] = (uint32_t)ctab_insert_locked(t, n->start, cls, ST_FREE);
+		got++;
+	}
+	atomic_store_explicit(&m->n, got, memory_order_relaxed);
+	return 0;
+}
+
+static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t *iova)
+{
+	struct tcache *tc = tcache_get(s);
+	if (!tc)
+		return alloc_tree(s, class_size(s, cls), class_size(s, cls), 0, iova);
+	tcache_sync_flush(s, tc);
+	count(&tc->misses);
+	struct tclass *k = &tc->cls[cls];
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct mag *m = k->loaded;
+		unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
+		if (n) {
+			struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+			uint64_t v = m->iova[n - 1];
+			int64_t i = ctab_find_locked(t, v);
+			atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
+			if (i < 0 || !ctab_move(t, (uint64_t)i, v, cls, ST_FREE, ST_LIVE)) {
+				/* cannot happen unless memory is corrupted: drop it */
+				dme_err("iova: cached range 0x%" PRIx64 " lost its state; dropped", v);
+				continue;
+			}
+			*iova = v;
+			break;
+		}
+		if (atomic_load_explicit(&k->prev->n, memory_order_relaxed)) {
+			k->loaded = k->prev;
+			k->prev = m;
+			continue;
+		}
+		struct depot *d = &s->depot[cls];
+		if (d->nfull) {
+			k->loaded = d->full[--d->nfull];
+			depot_put_empty(s, cls, m);
+			continue;
+		}
+		ret = refill_locked(s, tc, cls, m, s->mag_size / 2 ? s->mag_size / 2 : 1);
+		if (ret)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iova, uint64_t size,
+		       bool deferred);
+
+static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+{
+	struct tcache *tc = tcache_get(s);
+	if (tc)
+		tcache_sync_flush(s, tc);
+	pthread_mutex_lock(&s->lock);
+	int ret = free_locked(s, tc, iova, size, false);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Put a range that just became FREE into @tc's magazines (lock held). */
+static void cache_put_locked(struct dme_iova_space *s, struct tcache *tc, unsigned cls,
+			     uint64_t iova, uint64_t hint)
+{
+	if (!tc) {
+		cache_return_locked(s, iova);
+		return;
+	}
+	struct tclass *k = &tc->cls[cls];
+	unsigned n = atomic_load_explicit(&k->loaded->n, memory_order_relaxed);
+	if (n == s->mag_size) {
+		if (atomic_load_explicit(&k->prev->n, memory_order_relaxed)) {
+			struct depot *d = &s->depot[cls];
+			struct mag *e = depot_take_empty(s, cls);
+			if (d->nfull < s->depot_max && e) {
+				d->full[d->nfull++] = k->prev;
+				k->prev = e;
+			} else {
+				if (e)
+					depot_put_empty(s, cls, e);
+				mag_drain_locked(s, k->prev);
+			}
+		}
+		struct mag *t = k->loaded;
+		k->loaded = k->prev;
+		k->prev = t;
+		n = 0;
+	}
+	k->loaded->iova[n] = iova;
+	k->loaded->hint[n] = (uint32_t)hint;
+	atomic_store_explicit(&k->loaded->n, n + 1, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Fast paths                                                             */
+
+DME_EXPORT int dme_iova_alloc(struct dme_iova_space *s, uint64_t size, uint64_t align,
+			      uint64_t *iova)
+{
+	if (align < s->granule)
+		align = s->granule;
+	int cls = s->cache ? cache_class(s, size, align) : -1;
+	if (likely(cls >= 0)) {
+		struct tcache *tc = tl_hot.id == s->id ? tl_hot.tc : NULL;
+		if (likely(tc && tc->flush_seen ==
+					 atomic_load_explicit(&s->flush_gen, memory_order_relaxed))) {
+			struct mag *m = tc->cls[cls].loaded;
+			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
+			if (likely(n)) {
+				struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_acquire);
+				uint64_t v = m->iova[n - 1];
+				if (likely(ctab_move(t, m->hint[n - 1], v, (unsigned)cls, ST_FREE,
+						     ST_LIVE))) {
+					atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
+					count(&tc->hits);
+					*iova = v;
+					return 0;
+				}
+			}
+		}
+		return alloc_cached_slow(s, (unsigned)cls, iova);
+	}
+	int ret = check_size_align(s, size, align, "dme_iova_alloc");
+	if (ret)
+		return ret;
+	return alloc_tree(s, size, align, 0, iova);
+}
+
+DME_EXPORT int dme_iova_free(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+{
+	int cls = s->cache ? cache_class(s, size, 1) : -1;
+	if (likely(cls >= 0 && !(iova & (size - 1)))) {
+		struct tcache *tc = tl_hot.id == s->id ? tl_hot.tc : NULL;
+		if (likely(tc && tc->flush_seen ==
+					 atomic_load_explicit(&s->flush_gen, memory_order_relaxed))) {
+			struct mag *m = tc->cls[cls].loaded;
+			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
+			struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_acquire);
+			int64_t i;
+			if (likely(n < s->mag_size && (i = ctab_find_fast(t, iova)) >= 0 &&
+				   ctab_move(t, (uint64_t)i, iova, (unsigned)cls, ST_LIVE, ST_FREE))) {
+				m->iova[n] = iova;
+				m->hint[n] = (uint32_t)i;
+				atomic_store_explicit(&m->n, n + 1, memory_order_relaxed);
+				return 0;
+			}
+		}
+		return free_cached_slow(s, iova, size);
+	}
+	pthread_mutex_lock(&s->lock);
+	int ret = free_locked(s, NULL, iova, size, false);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Authoritative free (lock held)                                         */
+
+static int bad_free(struct dme_iova_space *s, uint64_t iova, uint64_t size, const char *why)
+{
+	dme_err("iova: refusing to free [0x%" PRIx64 ", +0x%" PRIx64 "): %s", iova, size, why);
+	return -EINVAL;
+}
+
+static void quarantine_locked(struct dme_iova_space *s, struct node *n)
+{
+	account(s, n, -1);
+	n->kind = N_QUAR;
+	n->epoch = s->epoch;
+	n->qnext = NULL;
+	account(s, n, 1);
+	if (s->q_tail)
+		s->q_tail->qnext = n;
+	else
+		s->q_head = n;
+	s->q_tail = n;
+}
+
+static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iova, uint64_t size,
+		       bool deferred)
+{
+	struct node *n = tree_find_exact(&s->tree, iova);
+	if (!n) {
+		struct node *f = tree_floor(&s->tree, iova);
+		if (f && f->last >= iova && f->kind == N_HOLE)
+			return bad_free(s, iova, size, "the address lies in a hole of the geometry");
+		if (f && f->last >= iova)
+			return bad_free(s, iova, size, "the address is inside another range, not its start");
+		return bad_free(s, iova, size, "no range was allocated there");
+	}
+	switch (n->kind) {
+	case N_HOLE:
+		return bad_free(s, iova, size, "the address lies in a hole of the geometry");
+	case N_RSV:
+		return bad_free(s, iova, size, "the range is reserved; use dme_iova_unreserve()");
+	case N_QUAR:
+		return bad_free(s, iova, size, "double free: the range is already quarantined");
+	case N_LIVE:
+		if (node_size(n) != size)
+			return bad_free(s, iova, size, "size does not match the allocation");
+		if (deferred)
+			quarantine_locked(s, n);
+		else
+			remove_locked(s, n);
+		return 0;
+	case N_CACHE: {
+		if (class_size(s, n->cls) != size)
+			return bad_free(s, iova, size, "size does not match the allocation");
+		struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+		int64_t i = ctab_find_locked(t, iova);
+		if (i < 0 || !ctab_move(t, (uint64_t)i, iova, n->cls, ST_LIVE, ST_FREE))
+			return bad_free(s, iova, size, "double free: the range is already free");
+		if (deferred) {
+			ctab_delete_locked(t, (uint64_t)i);
+			quarantine_locked(s, n);
+		} else {
+			cache_put_locked(s, tc, n->cls, iova, (uint64_t)i);
+		}
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Other allocation forms                                                 */
+
+DME_EXPORT int dme_iova_alloc_congruent(struct dme_iova_space *s, uint64_t size,
+					uint64_t page_size, uint64_t va, uint64_t *iova)
+{
+	int ret = check_size_align(s, size, page_size, "dme_iova_alloc_congruent");
+	if (ret)
+		return ret;
+	uint64_t align = page_size < s->granule ? s->granule : page_size;
+	uint64_t phase = va & (align - 1);
+	if (phase & (s->granule - 1)) {
+		dme_err("dme_iova_alloc_congruent: VA 0x%" PRIx64 " is not aligned to the IOVA alignment 0x%" PRIx64,
+			va, s->granule);
+		return -EINVAL;
+	}
+	return alloc_tree(s, size, align, phase, iova);
+}
+
+static const struct dme_iova_range *range_of(const struct dme_iova_space *s, uint64_t a)
+{
+	size_t lo = 0, hi = s->nr_ranges;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->ranges[mid].last < a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nr_ranges && s->ranges[lo].start <= a ? &s->ranges[lo] : NULL;
+}
+
+/* Any busy node other than holes in [a, b]? Reports the worst kind found. */
+static bool overlap_locked(struct dme_iova_space *s, uint64_t a, uint64_t b, bool *only_cache)
+{
+	bool any = false;
+	*only_cache = true;
+	for (struct node *n = tree_floor(&s->tree, b); n && n->last >= a;
+	     n = n->start ? tree_floor(&s->tree, n->start - 1) : NULL) {
+		if (n->kind == N_HOLE)
+			continue;
+		any = true;
+		if (n->kind != N_CACHE)
+			*only_cache = false;
+	}
+	return any;
+}
+
+DME_EXPORT int dme_iova_alloc_fixed(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+{
+	int ret = check_size_align(s, size, s->granule, "dme_iova_alloc_fixed");
+	if (ret)
+		return ret;
+	uint64_t last = iova + size - 1;
+	if ((iova & (s->granule - 1)) || last < iova) {
+		dme_err("dme_iova_alloc_fixed: IOVA 0x%" PRIx64 " is misaligned or the range wraps", iova);
+		return -EINVAL;
+	}
+	const struct dme_iova_range *r = range_of(s, iova);
+	if (!r || r->last < last) {
+		dme_err("dme_iova_alloc_fixed: [0x%" PRIx64 ", 0x%" PRIx64 "] is not inside one allowed range (it touches a hole)",
+			iova, last);
+		return -EINVAL;
+	}
+	struct tcache *self = s->cache ? tcache_get(s) : NULL;
+	pthread_mutex_lock(&s->lock);
+	bool only_cache;
+	if (overlap_locked(s, iova, last, &only_cache) && only_cache) {
+		flush_locked(s, self);
+	}
+	if (overlap_locked(s, iova, last, &only_cache)) {
+		pthread_mutex_unlock(&s->lock);
+		dme_dbg("dme_iova_alloc_fixed: [0x%" PRIx64 ", 0x%" PRIx64 "] is busy", iova, last);
+		return -EEXIST;
+	}
+	ret = insert_locked(s, iova, last, N_LIVE, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+DME_EXPORT int dme_iova_free_deferred(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+{
+	pthread_mutex_lock(&s->lock);
+	int ret = free_locked(s, NULL, iova, size, true);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+DME_EXPORT uint64_t dme_iova_seal(struct dme_iova_space *s)
+{
+	pthread_mutex_lock(&s->lock);
+	uint64_t e = s->epoch++;
+	pthread_mutex_unlock(&s->lock);
+	return e;
+}
+
+DME_EXPORT int64_t dme_iova_release(struct dme_iova_space *s, uint64_t epoch)
+{
+	int64_t released = 0;
+	pthread_mutex_lock(&s->lock);
+	if (epoch >= s->epoch) {
+		pthread_mutex_unlock(&s->lock);
+		dme_err("dme_iova_release: epoch %" PRIu64 " has not been sealed", epoch);
+		return -EINVAL;
+	}
+	while (s->q_head && s->q_head->epoch <= epoch) {
+		struct node *n = s->q_head;
+		s->q_head = n->qnext;
+		if (!s->q_head)
+			s->q_tail = NULL;
+		remove_locked(s, n);
+		released++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return released;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reservations                                                           */
+
+DME_EXPORT int dme_iova_reserve(struct dme_iova_space *s, uint64_t start, uint64_t last)
+{
+	if (last < start || (start & (s->granule - 1)) ||
+	    (last != UINT64_MAX && ((last + 1) & (s->granule - 1)))) {
+		dme_err("dme_iova_reserve: [0x%" PRIx64 ", 0x%" PRIx64 "] is empty or not aligned to 0x%" PRIx64,
+			start, last, s->granule);
+		return -EINVAL;
+	}
+	struct tcache *self = s->cache ? tcache_get(s) : NULL;
+	int ret = 0;
+	pthread_mutex_lock(&s->lock);
+	bool only_cache;
+	if (overlap_locked(s, start, last, &only_cache) && only_cache)
+		flush_locked(s, self);
+	if (overlap_locked(s, start, last, &only_cache)) {
+		dme_err("dme_iova_reserve: [0x%" PRIx64 ", 0x%" PRIx64 "] overlaps a live, quarantined or reserved range",
+			start, last);
+		ret = -EBUSY;
+		goto out;
+	}
+	if (s->nr_rsv == s->cap_rsv) {
+		size_t cap = s->cap_rsv ? s->cap_rsv * 2 : 8;
+		struct dme_iova_range *r = realloc(s->rsv, cap * sizeof(*r));
+		if (!r) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		s->rsv = r;
+		s->cap_rsv = cap;
+	}
+	/* one node per allowed range the reservation touches */
+	size_t inserted = 0;
+	for (size_t i = 0; i < s->nr_ranges; i++) {
+		uint64_t a = s->ranges[i].start > start ? s->ranges[i].start : start;
+		uint64_t b = s->ranges[i].last < last ? s->ranges[i].last : last;
+		if (a > b)
+			continue;
+		ret = insert_locked(s, a, b, N_RSV, NULL);
+		if (ret) {
+			/* unwind the parts already inserted */
+			for (size_t j = 0; j < i && inserted; j++) {
+				uint64_t a2 = s->ranges[j].start > start ? s->ranges[j].start : start;
+				struct node *n = tree_find_exact(&s->tree, a2);
+				if (n && n->kind == N_RSV && a2 <= last) {
+					remove_locked(s, n);
+					inserted--;
+				}
+			}
+			goto out;
+		}
+		inserted++;
+	}
+	s->rsv[s->nr_rsv++] = (struct dme_iova_range){start, last};
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+DME_EXPORT int dme_iova_unreserve(struct dme_iova_space *s, uint64_t start, uint64_t last)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t k;
+	for (k = 0; k < s->nr_rsv; k++)
+		if (s->rsv[k].start == start && s->rsv[k].last == last)
+			break;
+	if (k == s->nr_rsv) {
+		pthread_mutex_unlock(&s->lock);
+		dme_err("dme_iova_unreserve: no reservation [0x%" PRIx64 ", 0x%" PRIx64 "]", start, last);
+		return -ENOENT;
+	}
+	for (size_t i = 0; i < s->nr_ranges; i++) {
+		uint64_t a = s->ranges[i].start > start ? s->ranges[i].start : start;
+		uint64_t b = s->ranges[i].last < last ? s->ranges[i].last : last;
+		if (a > b)
+			continue;
+		struct node *n = tree_find_exact(&s->tree, a);
+		if (n && n->kind == N_RSV)
+			remove_locked(s, n);
+	}
+	s->rsv[k] = s->rsv[--s->nr_rsv];
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lifetime                                                               */
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct dme_iova_range *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
+				     const struct dme_iova_params *params,
+				     struct dme_iova_space **out)
+{
+	struct dme_iova_params p = params ? *params : (struct dme_iova_params){0};
+	uint64_t gran = geo && geo->alignment > 1 ? geo->alignment : 1;
+	if (!geo || !geo->nr_ranges || !geo->ranges || !is_pow2(gran)) {
+		dme_err("dme_iova_space_create: the geometry needs at least one range and a power-of-two alignment");
+		return -EINVAL;
+	}
+	if (p.mag_size > MAG_MAX || p.nr_classes > NCLASS_MAX) {
+		dme_err("dme_iova_space_create: magazine size <= %d and classes <= %d", MAG_MAX,
+			NCLASS_MAX);
+		return -EINVAL;
+	}
+	struct dme_iova_space *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ranges = malloc(geo->nr_ranges * sizeof(*s->ranges));
+	if (!s->ranges)
+		goto err_free;
+	memcpy(s->ranges, geo->ranges, geo->nr_ranges * sizeof(*s->ranges));
+	qsort(s->ranges, geo->nr_ranges, sizeof(*s->ranges), cmp_range);
+	s->nr_ranges = geo->nr_ranges;
+	for (size_t i = 0; i < s->nr_ranges; i++) {
+		const struct dme_iova_range *r = &s->ranges[i];
+		if (r->last < r->start || (r->start & (gran - 1)) ||
+		    (r->last != UINT64_MAX && ((r->last + 1) & (gran - 1))) ||
+		    (i && r->start <= s->ranges[i - 1].last)) {
+			dme_err("dme_iova_space_create: range [0x%" PRIx64 ", 0x%" PRIx64 "] is empty, misaligned to 0x%" PRIx64 " or overlaps another",
+				r->start, r->last, gran);
+			goto err_free;
+		}
+		s->allowed_bytes += (unsigned __int128)(r->last - r->start) + 1;
+	}
+	s->granule = gran;
+	s->cache = !p.no_cache;
+	s->mag_size = p.mag_size ? p.mag_size : 64;
+	s->depot_max = p.depot_max ? p.depot_max : 32;
+	s->nr_classes = p.nr_classes ? p.nr_classes : 10;
+	s->base_shift = ilog2_u64(gran < 4096 ? 4096 : gran);
+	if (s->base_shift + s->nr_classes > 63)
+		s->nr_classes = 63 - s->base_shift;
+	s->id = atomic_fetch_add(&next_space_id, 1);
+	pthread_mutex_init(&s->lock, NULL);
+	struct ctab *t = ctab_new(12);
+	if (!t)
+		goto err_free;
+	atomic_init(&s->ctab, t);
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		s->depot[c].full = calloc(s->depot_max, sizeof(struct mag *));
+		if (!s->depot[c].full)
+			goto err_destroy;
+	}
+	/* holes: the complement of the allowed ranges */
+	uint64_t cursor = 0;
+	bool done = false;
+	for (size_t i = 0; i < s->nr_ranges && !done; i++) {
+		if (s->ranges[i].start > cursor &&
+		    insert_locked(s, cursor, s->ranges[i].start - 1, N_HOLE, NULL))
+			goto err_destroy;
+		if (s->ranges[i].last == UINT64_MAX)
+			done = true;
+		else
+			cursor = s->ranges[i].last + 1;
+	}
+	if (!done && insert_locked(s, cursor, UINT64_MAX, N_HOLE, NULL))
+		goto err_destroy;
+	*out = s;
+	return 0;
+err_destroy:
+	dme_iova_space_destroy(s);
+	return -ENOMEM;
+err_free:
+	free(s->ranges);
+	free(s);
+	return s ? -EINVAL : -ENOMEM;
+}
+
+static void tcache_free(struct tcache *tc, unsigned nr_classes)
+{
+	for (unsigned c = 0; c < nr_classes; c++) {
+		free(tc->cls[c].loaded);
+		free(tc->cls[c].prev);
+	}
+	free(tc);
+}
+
+/* Thread exit: hand this thread's magazines back to their spaces' depots. */
+static void thread_exit(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&tc_lock);
+	struct tcache *tc = tl_list;
+	tl_list = NULL;
+	tl_hot.id = 0;
+	while (tc) {
+		struct tcache *next = tc->next_in_thread;
+		struct dme_iova_space *s = tc->space;
+		unsigned ncls = NCLASS_MAX;
+		if (s) {
+			ncls = s->nr_classes;
+			pthread_mutex_lock(&s->lock);
+			for (unsigned c = 0; c < s->nr_classes; c++) {
+				struct mag **pm[2] = {&tc->cls[c].loaded, &tc->cls[c].prev};
+				for (int j = 0; j < 2; j++) {
+					struct mag *m = *pm[j];
+					struct depot *d = &s->depot[c];
+					if (atomic_load_explicit(&m->n, memory_order_relaxed) &&
+					    d->nfull < s->depot_max) {
+						d->full[d->nfull++] = m;
+					} else {
+						mag_drain_locked(s, m);
+						depot_put_empty(s, c, m);
+					}
+					*pm[j] = NULL;
+				}
+			}
+			for (struct tcache **pp = &s->tcaches; *pp; pp = &(*pp)->next_in_space)
+				if (*pp == tc) {
+					*pp = tc->next_in_space;
+					break;
+				}
+			s->retired_hits += atomic_load_explicit(&tc->hits, memory_order_relaxed);
+			s->retired_misses += atomic_load_explicit(&tc->misses, memory_order_relaxed);
+			pthread_mutex_unlock(&s->lock);
+		}
+		tcache_free(tc, ncls);
+		tc = next;
+	}
+	pthread_mutex_unlock(&tc_lock);
+}
+
+DME_EXPORT void dme_iova_space_destroy(struct dme_iova_space *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&tc_lock);
+	for (struct tcache *tc = s->tcaches, *next; tc; tc = next) {
+		next = tc->next_in_space;
+		tc->space = NULL;
+		/* the calling thread's own cache can go now */
+		for (struct tcache **pp = &tl_list; *pp; pp = &(*pp)->next_in_thread)
+			if (*pp == tc) {
+				*pp = tc->next_in_thread;
+				tcache_free(tc, s->nr_classes);
+				break;
+			}
+	}
+	if (tl_hot.id == s->id)
+		tl_hot.id = 0;
+	pthread_mutex_unlock(&tc_lock);
+	for (unsigned c = 0; c < NCLASS_MAX; c++) {
+		struct depot *d = &s->depot[c];
+		for (unsigned i = 0; i < d->nfull; i++)
+			free(d->full[i]);
+		free(d->full);
+		for (struct mag *m = d->empty, *n; m; m = n) {
+			n = m->next;
+			free(m);
+		}
+	}
+	for (struct ctab *t = atomic_load(&s->ctab), *r; t; t = r) {
+		r = t->retired;
+		free(t->e);
+		free(t);
+	}
+	tree_destroy(&s->tree, node_free);
+	pthread_mutex_destroy(&s->lock);
+	free(s->rsv);
+	free(s->ranges);
+	free(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Introspection                                                          */
+
+DME_EXPORT void dme_iova_flush_caches(struct dme_iova_space *s)
+{
+	struct tcache *self = s->cache ? tcache_get(s) : NULL;
+	pthread_mutex_lock(&s->lock);
+	flush_locked(s, self);
+	pthread_mutex_unlock(&s->lock);
+}
+
+DME_EXPORT void dme_iova_stats(struct dme_iova_space *s, struct dme_iova_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&s->lock);
+	uint64_t cache_bytes = 0, cached_bytes = 0, cache_nodes = 0;
+	st->cache_hits = s->retired_hits;
+	st->cache_misses = s->retired_misses;
+	for (unsigned c = 0; c < s->nr_classes; c++) {
+		uint64_t in_mags = 0;
+		const struct depot *d = &s->depot[c];
+		for (unsigned i = 0; i < d->nfull; i++)
+			in_mags += atomic_load_explicit(&d->full[i]->n, memory_order_relaxed);
+		st->depot_magazines += d->nfull;
+		for (struct tcache *tc = s->tcaches; tc; tc = tc->next_in_space) {
+			in_mags += atomic_load_explicit(&tc->cls[c].loaded->n, memory_order_relaxed);
+			in_mags += atomic_load_explicit(&tc->cls[c].prev->n, memory_order_relaxed);
+		}
+		cache_nodes += s->cache_nodes[c];
+		cache_bytes += s->cache_nodes[c] * class_size(s, c);
+		st->cached_ranges += in_mags;
+		cached_bytes += in_mags * class_size(s, c);
+	}
+	for (struct tcache *tc = s->tcaches; tc; tc = tc->next_in_space) {
+		st->cache_hits += atomic_load_explicit(&tc->hits, memory_order_relaxed);
+		st->cache_misses += atomic_load_explicit(&tc->misses, memory_order_relaxed);
+	}
+	st->cached_bytes = cached_bytes;
+	st->live_ranges = s->live_nodes + cache_nodes - st->cached_ranges;
+	st->allocated_bytes = s->live_bytes + cache_bytes - cached_bytes;
+	st->reserved_bytes = s->rsv_bytes;
+	st->quarantined_ranges = s->quar_nodes;
+	st->quarantined_bytes = s->quar_bytes;
+	st->cache_flushes = s->flushes;
+	unsigned __int128 busy = (unsigned __int128)s->live_bytes + cache_bytes + s->quar_bytes +
+				 s->rsv_bytes;
+	unsigned __int128 fr = s->allowed_bytes - busy;
+	st->free_bytes = fr > UINT64_MAX ? UINT64_MAX : (uint64_t)fr;
+	pthread_mutex_unlock(&s->lock);
+}
+
+DME_EXPORT size_t dme_iova_geometry_get(struct dme_iova_space *s, struct dme_iova_range *ranges,
+					size_t max)
+{
+	for (size_t i = 0; i < s->nr_ranges && i < max; i++)
+		ranges[i] = s->ranges[i];
+	return s->nr_ranges;
+}
+
+DME_EXPORT int dme_iova_check(struct dme_iova_space *s)
+{
+	pthread_mutex_lock(&s->lock);
+	int ret = tree_check(&s->tree);
+	/* every CACHE node has exactly one valid state-table entry */
+	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+	uint64_t cache_nodes = 0;
+	for (unsigned c = 0; c < s->nr_classes; c++)
+		cache_nodes += s->cache_nodes[c];
+	if (!ret && t->valid != cache_nodes) {
+		dme_err("iova: %" PRIu64 " cache-owned ranges but %" PRIu64 " state entries",
+			cache_nodes, t->valid);
+		ret = -EUCLEAN;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
