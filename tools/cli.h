@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cli.h - shared pieces of the dme command-line tool: the subcommand table
+ * and a tiny JSON writer (objects, arrays, strings, numbers; no floats with
+ * exponents of more than what printf gives).
+ */
+#ifndef DME_CLI_H
+#define DME_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cli_cmd {
+	const char *name;
+	const char *usage;
+	const char *doc;
+	int (*run)(int argc, char **argv);
+};
+
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+
+/* JSON writer: tracks whether a comma is needed at each nesting level. */
+struct jw {
+	FILE *f;
+	int depth;
+	bool need_comma[32];
+};
+
+void jw_begin(struct jw *w, FILE *f);
+void jw_obj(struct jw *w, const char *key);	/* key NULL inside arrays / at top */
+void jw_obj_end(struct jw *w);
+void jw_arr(struct jw *w, const char *key);
+void jw_arr_end(struct jw *w);
+void jw_str(struct jw *w, const char *key, const char *val);
+void jw_u64(struct jw *w, const char *key, uint64_t val);
+void jw_i64(struct jw *w, const char *key, int64_t val);
+void jw_bool(struct jw *w, const char *key, bool val);
+void jw_end(struct jw *w);
+
+/* Reads a small sysfs/proc file into @buf (trailing newline stripped). */
+int read_text(const char *path, char *buf, size_t len);
+/* Reads an unsigned integer from a file. */
+int read_u64(const char *path, uint64_t *out);
+
+#endif
