@@ -49,6 +49,8 @@ int naive_alloc(struct naive_iova *n, uint64_t size, uint64_t align, uint64_t *i
 	for (struct naive_node *p = &n->head; p; p = p->next) {
 		uint64_t from = p == &n->head ? n->lo : p->last + 1;
 		uint64_t lo = (from + align - 1) & ~(align - 1);
+		if (lo < from || (p->next && p->next->start <= lo))
+			continue;
 		uint64_t hi = p->next ? p->next->start - 1 : n->hi;
 		if (lo <= hi && hi - lo >= size - 1) {
 			x->start = lo;
