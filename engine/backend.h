@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend.h - the ops table every IOMMU backend implements (internal).
+ *
+ * engine/ core code talks to the kernel (or the simulator) only through these
+ * ops; there is no `if (backend == X)` outside a backend's own file. A backend
+ * translates batches of requests into as few calls as its interface allows
+ * and reports exactly how far a batch got, so the engine can unwind a failed
+ * batch to nothing.
+ *
+ * Conventions: every op returns 0 or a negative errno and logs a message with
+ * context through the log hook on failure. Ops are called with the engine's
+ * map lock held: a backend needs no locking of its own.
+ */
+#ifndef DME_ENGINE_BACKEND_H
+#define DME_ENGINE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dme/config.h>
+#include <dme/iova.h>
+
+#define BE_PROT_READ 1u	 /* the device may read the memory */
+#define BE_PROT_WRITE 2u /* the device may write the memory */
+
+#define BE_MAX_RANGES 64
+
+/** struct be_geometry - the IO address space as the backend sees it now. */
+struct be_geometry {
+	struct dme_iova_range ranges[BE_MAX_RANGES]; /* allowed, sorted, inclusive */
+	size_t nr_ranges;
+	uint64_t alignment;    /* IOVA and length granule (power of two) */
+	uint64_t max_entries;  /* map entries the backend can hold; 0 = no limit */
+	uint64_t pgsize_bitmap; /* IO page sizes the hardware can use (0 = unknown) */
+	bool has_copy;	       /* copy() works */
+	bool has_map_file;     /* map requests may carry an fd (IOAS_MAP_FILE) */
+	bool needs_pa;	       /* IOVA must equal the physical address (noiommu) */
+};
+
+/** struct be_map - one contiguous run to map: [va, va+len) at iova. */
+struct be_map {
+	uint64_t va;
+	uint64_t iova;
+	uint64_t len;
+	unsigned prot;	   /* BE_PROT_* */
+	int fd;		   /* memfd backing va, or -1 */
+	uint64_t fd_off;   /* offset of va in fd */
+};
+
+/** struct be_unmap - one mapping to remove, exactly as it was mapped. */
+struct be_unmap {
+	uint64_t iova;
+	uint64_t len;
+};
+
+struct be_ops {
+	const char *name;
+	/* Open the interface and attach cfg->devices; *be is the backend state. */
+	int (*open)(const struct dme_config *cfg, void **be);
+	/* Current geometry; re-read after attach/detach. */
+	int (*geometry)(void *be, struct be_geometry *geo);
+	/* Map reqs[0..n) in order; on failure *done = index of the failed one
+	 * (everything before it is mapped), on success *done = n. */
+	int (*map)(void *be, const struct be_map *reqs, size_t n, size_t *done);
+	/* Unmap reqs[0..n) in order; same *done contract. A kernel that
+	 * unmapped a different length than asked is an error (-EIO). */
+	int (*unmap)(void *be, const struct be_unmap *reqs, size_t n, size_t *done);
+	/* Map [src_iova, +len) of this space at dst_iova of @dst (same
+	 * backend kind) sharing the pinned pages; NULL when unsupported. */
+	int (*copy)(void *be, void *dst, uint64_t src_iova, uint64_t dst_iova, uint64_t len,
+		    unsigned prot);
+	/* Attach / detach one device (PCI address or cdev path). */
+	int (*attach)(void *be, const char *dev);
+	int (*detach)(void *be, const char *dev);
+	/* Physical address of va (noiommu only; NULL elsewhere). */
+	int (*va_to_pa)(void *be, uint64_t va, uint64_t *pa);
+	void (*close)(void *be);
+};
+
+extern const struct be_ops be_sim_ops;
+
+#endif
