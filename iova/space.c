@@ -583,11 +583,12 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 	return 0;
 }
 
-static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t *iova)
+static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t align,
+			     uint64_t *iova)
 {
 	struct tcache *tc = tcache_get(s);
 	if (!tc)
-		return alloc_tree(s, class_size(s, cls), class_size(s, cls), 0, iova);
+		return alloc_tree(s, class_size(s, cls), align, 0, iova);
 	tcache_sync_flush(s, tc);
 	count(&tc->misses);
 	struct tclass *k = &tc->cls[cls];
@@ -626,6 +627,9 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t *i
 			break;
 	}
 	pthread_mutex_unlock(&s->lock);
+	/* no naturally aligned range left: a plain tree allocation may still fit */
+	if (ret == -ENOSPC && align < class_size(s, cls))
+		return alloc_tree(s, class_size(s, cls), align, 0, iova);
 	return ret;
 }
 
@@ -703,7 +707,7 @@ DME_EXPORT int dme_iova_alloc(struct dme_iova_space *s, uint64_t size, uint64_t 
 				}
 			}
 		}
-		return alloc_cached_slow(s, (unsigned)cls, iova);
+		return alloc_cached_slow(s, (unsigned)cls, align, iova);
 	}
 	int ret = check_size_align(s, size, align, "dme_iova_alloc");
 	if (ret)
