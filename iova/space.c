@@ -544,15 +544,14 @@ static inline void count(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
-static void tcache_sync_flush(struct dme_iova_space *s, struct tcache *tc)
+/* Another thread asked for caches to be flushed: drain ours (lock held). */
+static void tcache_sync_flush_locked(struct dme_iova_space *s, struct tcache *tc)
 {
 	uint64_t g = atomic_load_explicit(&s->flush_gen, memory_order_relaxed);
 	if (g == tc->flush_seen)
 		return;
-	pthread_mutex_lock(&s->lock);
 	tcache_drain_locked(s, tc);
 	tc->flush_seen = g;
-	pthread_mutex_unlock(&s->lock);
 }
 
 /* Carve up to @want ranges of class @cls into the empty magazine @m. */
@@ -589,12 +588,12 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t al
 	struct tcache *tc = tcache_get(s);
 	if (!tc)
 		return alloc_tree(s, class_size(s, cls), align, 0, iova);
-	tcache_sync_flush(s, tc);
 	count(&tc->misses);
 	struct tclass *k = &tc->cls[cls];
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
+	tcache_sync_flush_locked(s, tc);
 	for (;;) {
 		struct mag *m = k->loaded;
 		unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
@@ -639,9 +638,9 @@ static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iov
 static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
 {
 	struct tcache *tc = tcache_get(s);
-	if (tc)
-		tcache_sync_flush(s, tc);
 	pthread_mutex_lock(&s->lock);
+	if (tc)
+		tcache_sync_flush_locked(s, tc);
 	int ret = free_locked(s, tc, iova, size, false);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
