@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Counts passed/failed checks in Meson's testlog.json.
+"""Counts passed/failed checks in Meson's testlog.json files (one per build).
 
 A TAP test contributes one check per 'ok'/'not ok' line of its output; a
 test that timed out, crashed or printed no TAP counts as one failure. Prints
@@ -10,12 +10,13 @@ import re
 import sys
 
 passed = failed = skipped = 0
-try:
-    lines = open(sys.argv[1]).read().splitlines()
-except OSError as e:
-    print(f"no test log: {e}")
-    print("0 passed, 1 failed")
-    sys.exit(1)
+lines = []
+for path in sys.argv[1:]:
+    try:
+        lines += open(path).read().splitlines()
+    except OSError as e:
+        print(f"no test log: {e}")
+        failed += 1
 
 tap = re.compile(r'^(not ok|ok)\b(.*)$')
 for line in lines:

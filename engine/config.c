@@ -2,8 +2,8 @@
 /*
  * config.c - the one module that knows DME_* environment variables.
  *
- * vars[] is the single source of truth: name, syntax, default, doc and a
- * parser. Parsing works on a copy of the config, so a failed call leaves the
+ * pub_vars[] and parsers[] are the single source of truth: name, syntax,
+ * default, doc and a parser per variable. Parsing works on a copy of the config, so a failed call leaves the
  * caller's config untouched. Unknown DME_ names are errors, not warnings:
  * a typo such as DME_HUGEPAGES must never silently fall back to defaults.
  */
@@ -19,14 +19,12 @@
 #include "compiler.h"
 #include "log_internal.h"
 
-struct var {
-	struct dme_config_var pub;
-	int (*parse)(struct dme_config *cfg, const struct var *v, const char *val);
-};
+/* struct var is a dme_config_var: parsers get the description for messages */
+#define var dme_config_var
 
 static int bad(const struct var *v, const char *val)
 {
-	dme_err("%s='%s' is not valid; expected %s", v->pub.name, val, v->pub.choices);
+	dme_err("%s='%s' is not valid; expected %s", v->name, val, v->choices);
 	return -EINVAL;
 }
 
@@ -227,36 +225,47 @@ static int p_level(struct dme_config *c, const struct var *v, const char *val)
 	return ret;
 }
 
-static const struct var vars[] = {
-	{{"DME_BACKEND", "auto|iommufd|vfio|noiommu|sim", "auto",
-	  "IOMMU interface; auto tries iommufd, vfio, noiommu, then sim"}, p_backend},
-	{{"DME_DEVICE", "comma list of PCI addresses (0000:00:03.0) or cdev paths", "",
-	  "devices to attach, all on one IO address space"}, p_devices},
-	{{"DME_HUGEPAGE", "auto|1G|2M|thp|none", "auto",
-	  "backing page size of DMA memory; every fallback is logged"}, p_hugepage},
-	{{"DME_NUMA", "device|local|interleave|<node number>", "device",
-	  "NUMA placement of DMA memory"}, p_numa},
-	{{"DME_MLOCK", "0|1", "0", "mlock DMA memory in addition to pinning"}, p_mlock},
-	{{"DME_IOVA_CACHE", "0|1", "1", "per-thread IOVA magazines"}, p_iova_cache},
-	{{"DME_IOVA_MAG_SIZE", "integer 1..1024", "64", "IOVAs per magazine"}, p_mag},
-	{{"DME_IOVA_DEPOT_MAX", "integer 0..65536", "32",
-	  "full magazines kept per size class in the shared depot"}, p_depot},
-	{{"DME_MAP_BATCH", "integer 1..65536", "256", "map requests coalesced per flush"}, p_batch},
-	{{"DME_CACHE_BUDGET", "bytes, suffix K/M/G/T allowed (0 = memlock limit)", "0",
-	  "idle mapped bytes kept in the mapping cache"}, p_budget},
-	{{"DME_CACHE_ENTRIES", "integer 1..16777216", "65535",
-	  "map entries allowed (type1 DMA_AVAIL caps it further)"}, p_entries},
-	{{"DME_ALLOW_IOVAS", "START-LAST (inclusive, hex or decimal)", "",
-	  "restrict the IO address space to this window"}, p_allow},
-	{{"DME_LOG_LEVEL", "err|warn|info|debug", "warn", "most verbose level logged"}, p_level},
+static const struct dme_config_var pub_vars[] = {
+	{"DME_BACKEND", "auto|iommufd|vfio|noiommu|sim", "auto",
+	  "IOMMU interface; auto tries iommufd, vfio, noiommu, then sim"},
+	{"DME_DEVICE", "comma list of PCI addresses (0000:00:03.0) or cdev paths", "",
+	  "devices to attach, all on one IO address space"},
+	{"DME_HUGEPAGE", "auto|1G|2M|thp|none", "auto",
+	  "backing page size of DMA memory; every fallback is logged"},
+	{"DME_NUMA", "device|local|interleave|<node number>", "device",
+	  "NUMA placement of DMA memory"},
+	{"DME_MLOCK", "0|1", "0", "mlock DMA memory in addition to pinning"},
+	{"DME_IOVA_CACHE", "0|1", "1", "per-thread IOVA magazines"},
+	{"DME_IOVA_MAG_SIZE", "integer 1..1024", "64", "IOVAs per magazine"},
+	{"DME_IOVA_DEPOT_MAX", "integer 0..65536", "32",
+	  "full magazines kept per size class in the shared depot"},
+	{"DME_MAP_BATCH", "integer 1..65536", "256", "map requests coalesced per flush"},
+	{"DME_CACHE_BUDGET", "bytes, suffix K/M/G/T allowed (0 = memlock limit)", "0",
+	  "idle mapped bytes kept in the mapping cache"},
+	{"DME_CACHE_ENTRIES", "integer 1..16777216", "65535",
+	  "map entries allowed (type1 DMA_AVAIL caps it further)"},
+	{"DME_ALLOW_IOVAS", "START-LAST (inclusive, hex or decimal)", "",
+	  "restrict the IO address space to this window"},
+	{"DME_LOG_LEVEL", "err|warn|info|debug", "warn", "most verbose level logged"},
 };
 
-static const struct dme_config_var pub_vars[ARRAY_SIZE(vars)] = {
-#define V(i) vars[i].pub
-	V(0), V(1), V(2), V(3), V(4), V(5), V(6), V(7), V(8), V(9), V(10), V(11), V(12),
-#undef V
+static int (*const parsers[])(struct dme_config *, const struct var *, const char *) = {
+	p_backend,
+	p_devices,
+	p_hugepage,
+	p_numa,
+	p_mlock,
+	p_iova_cache,
+	p_mag,
+	p_depot,
+	p_batch,
+	p_budget,
+	p_entries,
+	p_allow,
+	p_level,
 };
-_Static_assert(ARRAY_SIZE(vars) == 13, "keep pub_vars in step with vars");
+
+_Static_assert(ARRAY_SIZE(pub_vars) == ARRAY_SIZE(parsers), "one parser per variable");
 
 DME_EXPORT const struct dme_config_var *dme_config_vars(size_t *nr)
 {
@@ -293,17 +302,17 @@ static void list_valid_names(void)
 {
 	char buf[400];
 	size_t off = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(vars) && off < sizeof(buf); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(pub_vars) && off < sizeof(buf); i++)
 		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s", i ? " " : "",
-					vars[i].pub.name);
+					pub_vars[i].name);
 	dme_err("valid DME_ variables: %s", buf);
 }
 
 static int set_one(struct dme_config *cfg, const char *name, size_t nlen, const char *val)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(vars); i++) {
-		if (strlen(vars[i].pub.name) == nlen && !memcmp(vars[i].pub.name, name, nlen))
-			return vars[i].parse(cfg, &vars[i], val);
+	for (size_t i = 0; i < ARRAY_SIZE(pub_vars); i++) {
+		if (strlen(pub_vars[i].name) == nlen && !memcmp(pub_vars[i].name, name, nlen))
+			return parsers[i](cfg, &pub_vars[i], val);
 	}
 	dme_err("unknown variable %.*s", (int)nlen, name);
 	list_valid_names();

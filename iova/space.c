@@ -9,19 +9,22 @@
  * magazine or has been handed out from one, so the tree never needs the lock
  * on a cache hit.
  *
- * The state table (ctab) says, per CACHE range, whether it is FREE (in some
+ * Each CACHE range has a state slot saying whether it is FREE (in some
  * magazine or the depot) or LIVE (handed out). It is what lets a cache hit
- * refuse a double free or a size mismatch without the lock: a free is a CAS
- * LIVE->FREE, an allocation a CAS FREE->LIVE. Each entry's state word holds a
- * generation that changes whenever the entry's key changes, so a reader that
- * raced with a rewrite fails its CAS instead of acting on the wrong range.
- * Any fast-path miss or failed CAS falls back to the slow path, which holds
- * the lock and is authoritative; a fast-path miss is a cost, never an error.
- * Tables replaced on growth stay allocated until the space is destroyed, so a
- * late reader never touches freed memory.
+ * refuse a double free or a size mismatch without the lock: a free is one CAS
+ * LIVE->FREE. An allocation is a plain store FREE->LIVE, because a FREE slot
+ * in a thread's magazine belongs to that thread alone (magazines store slot
+ * numbers next to IOVAs). A slot's state word carries a generation that
+ * changes whenever the slot is given to another range, so a reader that
+ * raced with a reuse fails its CAS instead of acting on the wrong range.
+ * Slots never move; the free fast path finds them through an open-addressed
+ * IOVA -> slot index. Any fast-path miss or failed CAS falls back to the
+ * locked path, which is authoritative: a miss costs time, never correctness.
+ * Index tables replaced on growth stay allocated until the space is
+ * destroyed, so a late reader never touches freed memory.
  *
  * Locking. space->lock guards the tree, the depot, the quarantine, the
- * counters and ctab writes. A thread's magazines are touched only by that
+ * counters, slot assignment and index writes. A thread's magazines are touched only by that
  * thread (other threads read their fill counts for stats, atomically). The
  * global tc_lock guards the thread <-> space links used at thread exit and
  * space destroy. Order: tc_lock, then space->lock.
@@ -46,26 +49,37 @@
 enum { ST_EMPTY = 0, ST_FREE = 1, ST_LIVE = 2, ST_DEAD = 3 };
 #define KEY_EMPTY 0ull
 #define KEY_TOMB 2ull
+#define SLOT_SHIFT 12
+#define SLOT_CHUNKS 4096
 
-struct centry {
-	_Atomic uint64_t key;	/* iova | 1, KEY_EMPTY or KEY_TOMB */
+/* The state of one cache-owned range. Slots never move and are never freed
+ * before the space, so a stale slot number is harmless: its key or its
+ * generation no longer matches. */
+struct cslot {
+	_Atomic uint64_t key;	/* iova | 1, or KEY_EMPTY when unused */
 	_Atomic uint64_t state; /* gen << 16 | cls << 8 | st */
 };
 
-struct ctab {
-	struct centry *e;
+/* IOVA -> slot index, for the free fast path only. Open addressing. */
+struct cidx_ent {
+	_Atomic uint64_t key;	/* iova | 1, KEY_EMPTY or KEY_TOMB */
+	_Atomic uint64_t slot;
+};
+
+struct cidx {
+	struct cidx_ent *e;
 	uint64_t mask;
 	unsigned bits;
-	uint64_t used;	/* slots with a key or a tombstone */
-	uint64_t valid; /* slots with a key */
-	struct ctab *retired;
+	uint64_t used;	/* entries with a key or a tombstone */
+	uint64_t valid; /* entries with a key */
+	struct cidx *retired;
 };
 
 struct mag {
 	_Atomic unsigned n;
 	struct mag *next;
 	uint64_t *iova;
-	uint32_t *hint;
+	uint32_t *slot;
 };
 
 struct tclass {
@@ -95,8 +109,9 @@ struct dme_iova_space {
 	unsigned base_shift;	/* class c holds ranges of 1 << (base_shift + c) */
 	unsigned mag_size;
 	bool cache;
-	_Atomic(struct ctab *) ctab;
+	_Atomic(struct cidx *) idx;
 	_Atomic uint64_t flush_gen;
+	struct cslot *slot_chunk[SLOT_CHUNKS];
 
 	pthread_mutex_t lock __attribute__((aligned(DME_CACHELINE)));
 	struct tree tree;
@@ -115,6 +130,9 @@ struct dme_iova_space {
 	/* quarantine FIFO, oldest first */
 	struct node *q_head, *q_tail;
 	uint64_t epoch;		/* the open epoch: deferred frees join it */
+	/* unused slots */
+	uint32_t nslots, *slot_free;
+	size_t nr_free, cap_free;
 	/* reservations as the caller gave them */
 	struct dme_iova_range *rsv;
 	size_t nr_rsv, cap_rsv;
@@ -145,21 +163,88 @@ static void tc_key_init(void)
 static inline struct tcache *tcache_get(struct dme_iova_space *s);
 
 /* ---------------------------------------------------------------------- */
-/* State table                                                            */
-
-static inline uint64_t ctab_hash(const struct ctab *t, uint64_t iova)
-{
-	return ((iova >> 12) * 0x9e3779b97f4a7c15ull) >> (64 - t->bits);
-}
+/* Cache state: slots and the IOVA -> slot index                          */
 
 static inline uint64_t st_make(uint64_t gen, unsigned cls, unsigned st)
 {
 	return gen << 16 | (uint64_t)cls << 8 | st;
 }
 
-static struct ctab *ctab_new(unsigned bits)
+static inline struct cslot *slot_at(const struct dme_iova_space *s, uint32_t i)
 {
-	struct ctab *t = calloc(1, sizeof(*t));
+	return &s->slot_chunk[i >> SLOT_SHIFT][i & ((1u << SLOT_SHIFT) - 1)];
+}
+
+/* A slot for a new cache-owned range, in state FREE (lock held). */
+static int slot_get_locked(struct dme_iova_space *s, uint64_t iova, unsigned cls, uint32_t *out)
+{
+	uint32_t i;
+	if (s->nr_free) {
+		i = s->slot_free[--s->nr_free];
+	} else {
+		if (s->nslots == (uint32_t)SLOT_CHUNKS << SLOT_SHIFT)
+			return -ENOSPC;
+		i = s->nslots;
+		if (!s->slot_chunk[i >> SLOT_SHIFT]) {
+			s->slot_chunk[i >> SLOT_SHIFT] = calloc(1u << SLOT_SHIFT, sizeof(struct cslot));
+			if (!s->slot_chunk[i >> SLOT_SHIFT])
+				return -ENOMEM;
+		}
+		s->nslots++;
+	}
+	struct cslot *c = slot_at(s, i);
+	uint64_t old = atomic_load_explicit(&c->state, memory_order_relaxed);
+	atomic_store_explicit(&c->key, iova | 1, memory_order_relaxed);
+	atomic_store_explicit(&c->state, st_make((old >> 16) + 1, cls, ST_FREE), memory_order_release);
+	*out = i;
+	return 0;
+}
+
+static int slot_put_locked(struct dme_iova_space *s, uint32_t i)
+{
+	if (s->nr_free == s->cap_free) {
+		size_t cap = s->cap_free ? s->cap_free * 2 : 256;
+		uint32_t *f = realloc(s->slot_free, cap * sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		s->slot_free = f;
+		s->cap_free = cap;
+	}
+	struct cslot *c = slot_at(s, i);
+	uint64_t old = atomic_load_explicit(&c->state, memory_order_relaxed);
+	/* new generation first: a racing CAS on the old state fails */
+	atomic_store_explicit(&c->state, st_make((old >> 16) + 1, 0, ST_DEAD), memory_order_release);
+	atomic_store_explicit(&c->key, KEY_EMPTY, memory_order_release);
+	s->slot_free[s->nr_free++] = i;
+	return 0;
+}
+
+/*
+ * Move slot @i holding @iova from @from to @to. The state is read before the
+ * key: a reuse of the slot in between changes the generation, so the CAS
+ * fails and the caller falls back to the locked path.
+ */
+static inline bool slot_move(const struct dme_iova_space *s, uint32_t i, uint64_t iova,
+			     unsigned cls, unsigned from, unsigned to)
+{
+	struct cslot *c = slot_at(s, i);
+	uint64_t st = atomic_load_explicit(&c->state, memory_order_acquire);
+	if (atomic_load_explicit(&c->key, memory_order_relaxed) != (iova | 1))
+		return false;
+	if ((st & 0xffff) != ((uint64_t)cls << 8 | from))
+		return false;
+	return atomic_compare_exchange_strong_explicit(&c->state, &st, (st & ~0xffull) | to,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
+static inline uint64_t idx_hash(const struct cidx *t, uint64_t iova)
+{
+	return ((iova >> 12) * 0x9e3779b97f4a7c15ull) >> (64 - t->bits);
+}
+
+static struct cidx *idx_new(unsigned bits)
+{
+	struct cidx *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->e = calloc(1ull << bits, sizeof(*t->e));
@@ -172,112 +257,76 @@ static struct ctab *ctab_new(unsigned bits)
 	return t;
 }
 
-/* Lock-free lookup of @iova's slot; bounded, so a miss may be spurious. */
-static inline int64_t ctab_find_fast(const struct ctab *t, uint64_t iova)
+/* Lock-free, bounded: a miss may be spurious (the caller then locks). */
+static inline int64_t idx_find_fast(const struct cidx *t, uint64_t iova)
 {
-	uint64_t key = iova | 1, i = ctab_hash(t, iova);
+	uint64_t key = iova | 1, i = idx_hash(t, iova);
 	for (unsigned p = 0; p < PROBE_MAX; p++, i = (i + 1) & t->mask) {
 		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_acquire);
 		if (k == key)
-			return (int64_t)i;
+			return (int64_t)atomic_load_explicit(&t->e[i].slot, memory_order_relaxed);
 		if (k == KEY_EMPTY)
 			return -1;
 	}
 	return -1;
 }
 
-/* Exhaustive lookup (under the lock). */
-static int64_t ctab_find_locked(const struct ctab *t, uint64_t iova)
+static void idx_put(struct cidx *t, uint64_t iova, uint32_t slot)
 {
-	uint64_t key = iova | 1, i = ctab_hash(t, iova);
-	for (uint64_t p = 0; p <= t->mask; p++, i = (i + 1) & t->mask) {
-		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
-		if (k == key)
-			return (int64_t)i;
-		if (k == KEY_EMPTY)
-			return -1;
-	}
-	return -1;
-}
-
-/*
- * Move slot @i of @t holding @iova from state @from to @to, class @cls.
- * Reads the state before the key: a rewrite of the slot between the two
- * loads changes the generation, so the CAS fails.
- */
-static inline bool ctab_move(struct ctab *t, uint64_t i, uint64_t iova, unsigned cls,
-			     unsigned from, unsigned to)
-{
-	struct centry *e = &t->e[i & t->mask];
-	uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-	if (atomic_load_explicit(&e->key, memory_order_relaxed) != (iova | 1))
-		return false;
-	if ((s & 0xffff) != ((uint64_t)cls << 8 | from))
-		return false;
-	return atomic_compare_exchange_strong_explicit(&e->state, &s, (s & ~0xffull) | to,
-						       memory_order_acq_rel, memory_order_relaxed);
-}
-
-/* Insert a key that is not present; caller holds the lock and made room. */
-static uint64_t ctab_insert_locked(struct ctab *t, uint64_t iova, unsigned cls, unsigned st)
-{
-	uint64_t i = ctab_hash(t, iova);
+	uint64_t i = idx_hash(t, iova);
 	for (;; i = (i + 1) & t->mask) {
 		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
 		if (k == KEY_EMPTY || k == KEY_TOMB)
 			break;
 	}
-	struct centry *e = &t->e[i];
-	uint64_t old = atomic_load_explicit(&e->state, memory_order_relaxed);
-	if (atomic_load_explicit(&e->key, memory_order_relaxed) == KEY_EMPTY)
+	if (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) == KEY_EMPTY)
 		t->used++;
 	t->valid++;
-	/* key first, then the state that carries a new generation (release) */
-	atomic_store_explicit(&e->key, iova | 1, memory_order_relaxed);
-	atomic_store_explicit(&e->state, st_make((old >> 16) + 1, cls, st), memory_order_release);
-	return i;
-}
-
-static void ctab_delete_locked(struct ctab *t, uint64_t i)
-{
-	struct centry *e = &t->e[i];
-	uint64_t old = atomic_load_explicit(&e->state, memory_order_relaxed);
-	/* bump the generation first so a racing CAS on the old state fails */
-	atomic_store_explicit(&e->state, st_make((old >> 16) + 1, 0, ST_DEAD), memory_order_release);
-	atomic_store_explicit(&e->key, KEY_TOMB, memory_order_release);
-	t->valid--;
+	atomic_store_explicit(&t->e[i].slot, slot, memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].key, iova | 1, memory_order_release);
 }
 
 /*
- * Make room for one more entry: rebuild into a fresh table (twice as big when
- * more than a quarter full of valid keys). Entries are first retired in the
- * old table (generation bump) so racing fast paths fail their CAS; the old
- * table stays allocated until the space is destroyed.
+ * Add @iova -> @slot (lock held). When the table is half full (tombstones
+ * count), rebuild into a fresh one, twice as big if a quarter of it holds
+ * keys. Readers of the old table still find correct slot numbers or miss;
+ * it stays allocated until the space is destroyed.
  */
-static int ctab_reserve_locked(struct dme_iova_space *s)
+static int idx_insert_locked(struct dme_iova_space *s, uint64_t iova, uint32_t slot)
 {
-	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
-	if ((t->used + 1) * 2 <= t->mask + 1)
-		return 0;
-	unsigned bits = t->bits + ((t->valid + 1) * 4 > t->mask + 1 ? 1 : 0);
-	struct ctab *n = ctab_new(bits);
-	if (!n)
-		return -ENOMEM;
-	for (uint64_t i = 0; i <= t->mask; i++) {
-		struct centry *e = &t->e[i];
-		uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
-		if (k == KEY_EMPTY || k == KEY_TOMB)
-			continue;
-		uint64_t st = atomic_load_explicit(&e->state, memory_order_relaxed);
-		while (!atomic_compare_exchange_weak_explicit(
-			&e->state, &st, st_make((st >> 16) + 1, 0, ST_DEAD), memory_order_acq_rel,
-			memory_order_relaxed))
-			;
-		ctab_insert_locked(n, k & ~1ull, (st >> 8) & 0xff, st & 0xff);
+	struct cidx *t = atomic_load_explicit(&s->idx, memory_order_relaxed);
+	if ((t->used + 1) * 2 > t->mask + 1) {
+		struct cidx *n = idx_new(t->bits + ((t->valid + 1) * 4 > t->mask + 1 ? 1 : 0));
+		if (!n)
+			return -ENOMEM;
+		for (uint64_t i = 0; i <= t->mask; i++) {
+			uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
+			if (k != KEY_EMPTY && k != KEY_TOMB)
+				idx_put(n, k & ~1ull,
+					(uint32_t)atomic_load_explicit(&t->e[i].slot, memory_order_relaxed));
+		}
+		n->retired = t;
+		atomic_store_explicit(&s->idx, n, memory_order_release);
+		t = n;
 	}
-	n->retired = t;
-	atomic_store_explicit(&s->ctab, n, memory_order_release);
+	idx_put(t, iova, slot);
 	return 0;
+}
+
+static void idx_delete_locked(struct dme_iova_space *s, uint64_t iova)
+{
+	struct cidx *t = atomic_load_explicit(&s->idx, memory_order_relaxed);
+	uint64_t key = iova | 1, i = idx_hash(t, iova);
+	for (uint64_t p = 0; p <= t->mask; p++, i = (i + 1) & t->mask) {
+		uint64_t k = atomic_load_explicit(&t->e[i].key, memory_order_relaxed);
+		if (k == KEY_EMPTY)
+			return;
+		if (k == key) {
+			atomic_store_explicit(&t->e[i].key, KEY_TOMB, memory_order_release);
+			t->valid--;
+			return;
+		}
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -359,7 +408,7 @@ static struct mag *mag_new(struct dme_iova_space *s)
 	if (!m)
 		return NULL;
 	m->iova = (uint64_t *)(m + 1);
-	m->hint = (uint32_t *)(m->iova + s->mag_size);
+	m->slot = (uint32_t *)(m->iova + s->mag_size);
 	return m;
 }
 
@@ -383,13 +432,12 @@ static void depot_put_empty(struct dme_iova_space *s, unsigned cls, struct mag *
 /* Give a FREE cached range back to the tree. */
 static void cache_return_locked(struct dme_iova_space *s, uint64_t iova)
 {
-	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
-	int64_t i = ctab_find_locked(t, iova);
-	if (i >= 0)
-		ctab_delete_locked(t, (uint64_t)i);
 	struct node *n = tree_find_exact(&s->tree, iova);
-	if (n && n->kind == N_CACHE)
-		remove_locked(s, n);
+	if (!n || n->kind != N_CACHE)
+		return;
+	idx_delete_locked(s, iova);
+	slot_put_locked(s, n->slot);
+	remove_locked(s, n);
 }
 
 static void mag_drain_locked(struct dme_iova_space *s, struct mag *m)
@@ -562,9 +610,8 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 	unsigned got = 0;
 	while (got < want) {
 		struct node *n;
-		int ret = ctab_reserve_locked(s);
-		if (!ret)
-			ret = tree_alloc_locked(s, got ? NULL : tc, size, size, 0, N_CACHE, &n);
+		uint32_t slot;
+		int ret = tree_alloc_locked(s, got ? NULL : tc, size, size, 0, N_CACHE, &n);
 		if (ret) {
 			if (got)
 				break;
@@ -573,9 +620,21 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 		n->cls = (uint8_t)cls;
 		s->cache_nodes[cls]++;	/* account() ran before cls was set */
 		s->cache_nodes[0]--;
-		struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+		ret = slot_get_locked(s, n->start, cls, &slot);
+		if (!ret) {
+			ret = idx_insert_locked(s, n->start, slot);
+			if (ret)
+				slot_put_locked(s, slot);
+		}
+		if (ret) {
+			remove_locked(s, n);
+			if (got)
+				break;
+			return ret;
+		}
+		n->slot = slot;
 		m->iova[got] = n->start;
-		m->hint[got] = (uint32_t)ctab_insert_locked(t, n->start, cls, ST_FREE);
+		m->slot[got] = slot;
 		got++;
 	}
 	atomic_store_explicit(&m->n, got, memory_order_relaxed);
@@ -598,11 +657,9 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t al
 		struct mag *m = k->loaded;
 		unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
 		if (n) {
-			struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
 			uint64_t v = m->iova[n - 1];
-			int64_t i = ctab_find_locked(t, v);
 			atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
-			if (i < 0 || !ctab_move(t, (uint64_t)i, v, cls, ST_FREE, ST_LIVE)) {
+			if (!slot_move(s, m->slot[n - 1], v, cls, ST_FREE, ST_LIVE)) {
 				/* cannot happen unless memory is corrupted: drop it */
 				dme_err("iova: cached range 0x%" PRIx64 " lost its state; dropped", v);
 				continue;
@@ -648,7 +705,7 @@ static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t si
 
 /* Put a range that just became FREE into @tc's magazines (lock held). */
 static void cache_put_locked(struct dme_iova_space *s, struct tcache *tc, unsigned cls,
-			     uint64_t iova, uint64_t hint)
+			     uint64_t iova, uint32_t slot)
 {
 	if (!tc) {
 		cache_return_locked(s, iova);
@@ -675,7 +732,7 @@ static void cache_put_locked(struct dme_iova_space *s, struct tcache *tc, unsign
 		n = 0;
 	}
 	k->loaded->iova[n] = iova;
-	k->loaded->hint[n] = (uint32_t)hint;
+	k->loaded->slot[n] = slot;
 	atomic_store_explicit(&k->loaded->n, n + 1, memory_order_relaxed);
 }
 
@@ -695,15 +752,16 @@ DME_EXPORT int dme_iova_alloc(struct dme_iova_space *s, uint64_t size, uint64_t 
 			struct mag *m = tc->cls[cls].loaded;
 			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
 			if (likely(n)) {
-				struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_acquire);
-				uint64_t v = m->iova[n - 1];
-				if (likely(ctab_move(t, m->hint[n - 1], v, (unsigned)cls, ST_FREE,
-						     ST_LIVE))) {
-					atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
-					count(&tc->hits);
-					*iova = v;
-					return 0;
-				}
+				/* the slot is ours while it sits in our magazine: a
+				 * plain store takes it FREE -> LIVE */
+				struct cslot *c = slot_at(s, m->slot[n - 1]);
+				uint64_t st = atomic_load_explicit(&c->state, memory_order_relaxed);
+				atomic_store_explicit(&c->state, (st & ~0xffull) | ST_LIVE,
+						      memory_order_release);
+				atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
+				count(&tc->hits);
+				*iova = m->iova[n - 1];
+				return 0;
 			}
 		}
 		return alloc_cached_slow(s, (unsigned)cls, align, iova);
@@ -723,12 +781,12 @@ DME_EXPORT int dme_iova_free(struct dme_iova_space *s, uint64_t iova, uint64_t s
 					 atomic_load_explicit(&s->flush_gen, memory_order_relaxed))) {
 			struct mag *m = tc->cls[cls].loaded;
 			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
-			struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_acquire);
+			struct cidx *t = atomic_load_explicit(&s->idx, memory_order_acquire);
 			int64_t i;
-			if (likely(n < s->mag_size && (i = ctab_find_fast(t, iova)) >= 0 &&
-				   ctab_move(t, (uint64_t)i, iova, (unsigned)cls, ST_LIVE, ST_FREE))) {
+			if (likely(n < s->mag_size && (i = idx_find_fast(t, iova)) >= 0 &&
+				   slot_move(s, (uint32_t)i, iova, (unsigned)cls, ST_LIVE, ST_FREE))) {
 				m->iova[n] = iova;
-				m->hint[n] = (uint32_t)i;
+				m->slot[n] = (uint32_t)i;
 				atomic_store_explicit(&m->n, n + 1, memory_order_relaxed);
 				return 0;
 			}
@@ -794,15 +852,14 @@ static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iov
 	case N_CACHE: {
 		if (class_size(s, n->cls) != size)
 			return bad_free(s, iova, size, "size does not match the allocation");
-		struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
-		int64_t i = ctab_find_locked(t, iova);
-		if (i < 0 || !ctab_move(t, (uint64_t)i, iova, n->cls, ST_LIVE, ST_FREE))
+		if (!slot_move(s, n->slot, iova, n->cls, ST_LIVE, ST_FREE))
 			return bad_free(s, iova, size, "double free: the range is already free");
 		if (deferred) {
-			ctab_delete_locked(t, (uint64_t)i);
+			idx_delete_locked(s, iova);
+			slot_put_locked(s, n->slot);
 			quarantine_locked(s, n);
 		} else {
-			cache_put_locked(s, tc, n->cls, iova, (uint64_t)i);
+			cache_put_locked(s, tc, n->cls, iova, n->slot);
 		}
 		return 0;
 	}
@@ -1068,10 +1125,10 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 		s->nr_classes = 63 - s->base_shift;
 	s->id = atomic_fetch_add(&next_space_id, 1);
 	pthread_mutex_init(&s->lock, NULL);
-	struct ctab *t = ctab_new(12);
+	struct cidx *t = idx_new(12);
 	if (!t)
 		goto err_free;
-	atomic_init(&s->ctab, t);
+	atomic_init(&s->idx, t);
 	for (unsigned c = 0; c < s->nr_classes; c++) {
 		s->depot[c].full = calloc(s->depot_max, sizeof(struct mag *));
 		if (!s->depot[c].full)
@@ -1185,7 +1242,10 @@ DME_EXPORT void dme_iova_space_destroy(struct dme_iova_space *s)
 			free(m);
 		}
 	}
-	for (struct ctab *t = atomic_load(&s->ctab), *r; t; t = r) {
+	for (unsigned i = 0; i < SLOT_CHUNKS && s->slot_chunk[i]; i++)
+		free(s->slot_chunk[i]);
+	free(s->slot_free);
+	for (struct cidx *t = atomic_load(&s->idx), *r; t; t = r) {
 		r = t->retired;
 		free(t->e);
 		free(t);
@@ -1261,12 +1321,12 @@ DME_EXPORT int dme_iova_check(struct dme_iova_space *s)
 	pthread_mutex_lock(&s->lock);
 	int ret = tree_check(&s->tree);
 	/* every CACHE node has exactly one valid state-table entry */
-	struct ctab *t = atomic_load_explicit(&s->ctab, memory_order_relaxed);
+	struct cidx *t = atomic_load_explicit(&s->idx, memory_order_relaxed);
 	uint64_t cache_nodes = 0;
 	for (unsigned c = 0; c < s->nr_classes; c++)
 		cache_nodes += s->cache_nodes[c];
 	if (!ret && t->valid != cache_nodes) {
-		dme_err("iova: %" PRIu64 " cache-owned ranges but %" PRIu64 " state entries",
+		dme_err("iova: %" PRIu64 " cache-owned ranges but %" PRIu64 " index entries",
 			cache_nodes, t->valid);
 		ret = -EUCLEAN;
 	}

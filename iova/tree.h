@@ -31,7 +31,8 @@ struct node {
 	uint64_t gap, max_gap;
 	int height;
 	uint8_t kind;
-	uint8_t cls;		/* size class of a CACHE node */
+	uint8_t cls;		/* CACHE: size class */
+	uint32_t slot;		/* CACHE: state slot (space.c) */
 	uint64_t epoch;		/* QUAR: epoch it was deferred in */
 	struct node *qnext;	/* QUAR: FIFO link */
 };

@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
-# Builds dme and runs every test suite (unit, stress, vm).
+# Builds dme and runs every test suite:
+#   build/        --werror: unit, stress, vm (QEMU real-kernel tier)
+#   build-tsan/   -Db_sanitize=thread: the stress suite
+#   build-fuzz/   clang + libFuzzer (ASan/UBSan): a short fuzz run
 # Fresh Debian 12 machine: installs what it needs (apt packages, hugepages).
-# Idempotent. Usage: scripts/test.sh [meson test args...]
-set -euo pipefail
+# Idempotent. Extra arguments go to the main `meson test`.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh --vm
+scripts/install-deps.sh --vm || exit 1
 scripts/hugepages.sh 64
 
-builddir=${DME_BUILDDIR_OVERRIDE:-build}
-if [ ! -f "$builddir/build.ninja" ]; then
-	meson setup "$builddir" --werror
+prefix=${DME_BUILDDIR_OVERRIDE:-build}
+rc=0
+
+setup() {	# dir, args...
+	local dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null || return 1
+	ninja -C "$dir"
+}
+
+setup "$prefix" --werror || exit 1
+meson test -C "$prefix" --print-errorlogs --num-processes 2 "$@" || rc=1
+
+if setup "$prefix-tsan" --werror -Db_sanitize=thread -Dvm_tests=disabled; then
+	meson test -C "$prefix-tsan" --suite stress --print-errorlogs || rc=1
+else
+	echo "dme: the ThreadSanitizer build failed" >&2
+	rc=1
 fi
-ninja -C "$builddir"
-meson test -C "$builddir" --print-errorlogs --num-processes 2 "$@"
+
+if CC=clang CXX=clang++ setup "$prefix-fuzz" -Dfuzz=true -Dtests=false -Dvm_tests=disabled; then
+	meson test -C "$prefix-fuzz" --suite fuzz --print-errorlogs || rc=1
+else
+	echo "dme: the libFuzzer build failed" >&2
+	rc=1
+fi
+exit $rc

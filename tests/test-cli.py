@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""test-cli: the dme command-line tool end to end (TAP).
+
+Checks that `dme info --json` and `dme bench SUITE --json` print one JSON
+object with the documented keys, that usage errors exit 2 with a message,
+and that a bad DME_* environment makes `dme config` fail. Benchmark values
+are only checked to be finite numbers: speed targets live in the benchmark
+output, never in tests."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+dme = sys.argv[1]
+n = 0
+failed = 0
+
+
+def ok(cond, name):
+    global n, failed
+    n += 1
+    print(f"{'' if cond else 'not '}ok {n} - {name}")
+    if not cond:
+        failed += 1
+
+
+def run(*args, env=None):
+    e = dict(os.environ)
+    for k in list(e):
+        if k.startswith('DME_'):
+            del e[k]
+    if env:
+        e.update(env)
+    return subprocess.run([dme, *args], capture_output=True, text=True, env=e, timeout=600)
+
+
+r = run('info', '--json')
+ok(r.returncode == 0, 'dme info --json exits 0')
+try:
+    info = json.loads(r.stdout)
+except ValueError:
+    info = {}
+ok(set(info) >= {'kernel', 'iommu', 'numa', 'hugepages'}, 'info has kernel, iommu, numa, hugepages')
+ok(info.get('iommu', {}).get('best_backend') in ('iommufd', 'vfio', 'sim'), 'info names a backend')
+ok(all({'node', 'page_kb', 'total', 'free'} <= set(p) for p in info.get('hugepages', [])),
+   'every hugepage pool has node, page size, total, free')
+ok(info.get('numa', {}).get('nodes', 0) >= 1, 'info counts at least one NUMA node')
+
+r = run('info')
+ok(r.returncode == 0 and 'best backend' in r.stdout, 'dme info prints a table')
+
+r = run('info', '--bogus')
+ok(r.returncode == 2 and 'unknown option' in r.stderr, 'unknown option exits 2 with a message')
+
+r = run('frobnicate')
+ok(r.returncode == 2 and 'unknown command' in r.stderr, 'unknown command exits 2')
+
+r = run('config')
+ok(r.returncode == 0 and 'DME_BACKEND' in r.stdout, 'dme config lists the variables')
+
+r = run('config', env={'DME_BACKNED': 'sim'})
+ok(r.returncode == 1 and 'unknown variable DME_BACKNED' in r.stderr,
+   'a misspelt DME_ variable is reported')
+
+r = run('config', env={'DME_HUGEPAGE': '3M'})
+ok(r.returncode == 1 and 'auto|1G|2M|thp|none' in r.stderr, 'a bad value lists the choices')
+
+r = run('bench')
+ok(r.returncode == 2 and 'iova' in r.stderr, 'dme bench without a suite lists the suites')
+
+r = run('bench', 'nosuch')
+ok(r.returncode == 2, 'unknown suite exits 2')
+
+r = run('bench', 'iova', '--json', '--min-time', '0.01')
+ok(r.returncode == 0, 'dme bench iova --json exits 0')
+try:
+    b = json.loads(r.stdout)
+except ValueError:
+    b = {}
+keys = ['iova.cached_ns_per_pair', 'iova.speedup_vs_naive_1e5', 'iova.speedup_vs_tree',
+        'iova.scaling_2t']
+for k in keys:
+    v = b.get(k)
+    ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
+ok(any(k.startswith('iova.raw.') for k in b), 'bench reports the raw ns figures')
+
+print(f"1..{n}")
+sys.exit(1 if failed else 0)
