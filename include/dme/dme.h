@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dme/dme.h - everything dme offers, in one include.
+ */
+#ifndef DME_DME_H
+#define DME_DME_H
+
+#include <dme/log.h>
+#include <dme/config.h>
+#include <dme/iova.h>
+
+#endif
