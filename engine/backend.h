@@ -37,6 +37,9 @@ struct be_geometry {
 	bool has_copy;	       /* copy() works */
 	bool has_map_file;     /* map requests may carry an fd (IOAS_MAP_FILE) */
 	bool needs_pa;	       /* IOVA must equal the physical address (noiommu) */
+	bool ready;	       /* map() works now; false until a device is attached on
+				* backends that need one (the engine records maps and
+				* replays them on attach) */
 };
 
 /** struct be_map - one contiguous run to map: [va, va+len) at iova. */
@@ -80,5 +83,9 @@ struct be_ops {
 };
 
 extern const struct be_ops be_sim_ops;
+
+/* Every backend compiled in, in the order DME_BACKEND=auto tries them;
+ * NULL-terminated. The simulator is last. */
+extern const struct be_ops *const be_all[];
 
 #endif

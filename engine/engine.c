@@ -1,0 +1,986 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.c - the mapping engine: registry, batching, lazy unmap, budget.
+ *
+ * Objects. A region is one backend mapping: [va, va+len) at [iova, +len)
+ * with permissions. It is in exactly one state:
+ *   ACTIVE  - registered (refs > 0), in the VA and IOVA indexes and the
+ *             translation table;
+ *   IDLE    - refs == 0, still mapped and indexed, on the LRU list;
+ *   PENDING - evicted: out of the indexes and the translation table, still
+ *             mapped, its IOVA freed into the allocator's quarantine; it
+ *             waits for the batched unmap, after which the quarantine epoch
+ *             is released.
+ * A region whose backend is not ready yet (no device attached on a backend
+ * that needs one) is ACTIVE or IDLE with mapped == false; attach replays it.
+ *
+ * Invariants (dme_engine_check()):
+ *   - regions in the VA index are disjoint; every byte of an ACTIVE or
+ *     IDLE region translates to its IOVA; nothing else translates;
+ *   - map_calls - unmap_calls == number of mapped regions;
+ *   - pinned_bytes == the sum of the lengths of mapped regions.
+ *
+ * Locking. e->lock serialises everything but the lock-free translation
+ * (xlate) readers; backend ops run under it (backend.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <dme/engine.h>
+#include <dme/sim.h>
+
+#include "avl.h"
+#include "backend.h"
+#include "compiler.h"
+#include "log_internal.h"
+#include "xlate.h"
+
+enum { R_ACTIVE, R_IDLE, R_PENDING };
+
+struct region {
+	struct avl_node by_va;	 /* key: va */
+	struct avl_node by_iova; /* key: iova */
+	uint64_t va, len, iova;
+	uint64_t page_size;
+	unsigned prot;		 /* BE_PROT_* */
+	uint32_t refs;
+	uint8_t state;
+	bool mapped;		 /* the backend holds it */
+	int fd;
+	uint64_t fd_off;
+	uint64_t epoch;		 /* PENDING: quarantine epoch of its IOVA */
+	struct region *prev, *next; /* LRU (IDLE) or pending list */
+};
+
+struct rlist {
+	struct region head;
+	uint64_t n, bytes;
+};
+
+struct dme_engine {
+	pthread_mutex_t lock;
+	const struct be_ops *ops;
+	void *be;
+	struct dme_config cfg;
+	struct be_geometry geo;
+	struct dme_iova_space *iova;
+	struct xlate xlate;
+	struct avl by_va, by_iova;
+	struct rlist lru, pending;
+	uint64_t entry_limit;	/* map entries the engine may hold */
+	uint64_t idle_budget;	/* idle bytes kept mapped */
+	/* reservations that narrow the allocator to the current geometry */
+	struct dme_iova_range *geo_rsv;
+	size_t nr_geo_rsv;
+	uint64_t orphans;	/* mappings a failed undo could not remove */
+	uint64_t epoch;		/* the allocator's open quarantine epoch */
+	struct dme_engine_stats st;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Lists                                                                  */
+
+static void rlist_init(struct rlist *l)
+{
+	l->head.prev = l->head.next = &l->head;
+	l->n = l->bytes = 0;
+}
+
+static void rlist_add_tail(struct rlist *l, struct region *r)
+{
+	r->prev = l->head.prev;
+	r->next = &l->head;
+	l->head.prev->next = r;
+	l->head.prev = r;
+	l->n++;
+	l->bytes += r->len;
+}
+
+static void rlist_del(struct rlist *l, struct region *r)
+{
+	r->prev->next = r->next;
+	r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	l->n--;
+	l->bytes -= r->len;
+}
+
+static inline struct region *va_region(struct avl_node *n)
+{
+	return n ? container_of(n, struct region, by_va) : NULL;
+}
+
+static inline struct region *iova_region(struct avl_node *n)
+{
+	return n ? container_of(n, struct region, by_iova) : NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Backend calls, in chunks of cfg.map_batch                              */
+
+static int be_map_chunked(struct dme_engine *e, const struct be_map *m, size_t n, size_t *done)
+{
+	size_t off = 0;
+	while (off < n) {
+		size_t chunk = n - off < e->cfg.map_batch ? n - off : e->cfg.map_batch, d = 0;
+		int ret = e->ops->map(e->be, m + off, chunk, &d);
+		e->st.map_calls += d;
+		for (size_t i = 0; i < d; i++)
+			e->st.bytes_mapped += m[off + i].len;
+		off += d;
+		if (ret) {
+			*done = off;
+			return ret;
+		}
+	}
+	*done = n;
+	return 0;
+}
+
+static int be_unmap_chunked(struct dme_engine *e, const struct be_unmap *u, size_t n, size_t *done)
+{
+	size_t off = 0;
+	while (off < n) {
+		size_t chunk = n - off < e->cfg.map_batch ? n - off : e->cfg.map_batch, d = 0;
+		int ret = e->ops->unmap(e->be, u + off, chunk, &d);
+		e->st.unmap_calls += d;
+		off += d;
+		if (ret) {
+			*done = off;
+			return ret;
+		}
+	}
+	*done = n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Indexes                                                                */
+
+static int region_publish(struct dme_engine *e, struct region *r)
+{
+	int ret = xlate_set(&e->xlate, r->va, r->len, r->iova, ilog2_u64(r->page_size));
+	if (ret)
+		return ret;
+	r->by_va.key = r->va;
+	r->by_iova.key = r->iova;
+	avl_insert(&e->by_va, &r->by_va);
+	avl_insert(&e->by_iova, &r->by_iova);
+	return 0;
+}
+
+static void region_unpublish(struct dme_engine *e, struct region *r)
+{
+	xlate_clear(&e->xlate, r->va, r->len);
+	avl_remove(&e->by_va, &r->by_va);
+	avl_remove(&e->by_iova, &r->by_iova);
+}
+
+/* The region containing @va, if any. */
+static struct region *region_at(struct dme_engine *e, uint64_t va)
+{
+	struct region *r = va_region(avl_floor(&e->by_va, va));
+	return r && va - r->va < r->len ? r : NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lazy unmap                                                             */
+
+/* IDLE -> PENDING: out of the indexes, IOVA into quarantine. */
+static void region_evict(struct dme_engine *e, struct region *r)
+{
+	rlist_del(&e->lru, r);
+	region_unpublish(e, r);
+	e->st.evictions++;
+	if (!r->mapped) {
+		dme_iova_free(e->iova, r->iova, r->len);
+		free(r);
+		return;
+	}
+	/* cannot fail: the allocator handed out exactly this range */
+	dme_iova_free_deferred(e->iova, r->iova, r->len);
+	r->epoch = e->epoch;
+	r->state = R_PENDING;
+	rlist_add_tail(&e->pending, r);
+}
+
+/*
+ * Unmap every PENDING region, then release the quarantine up to the oldest
+ * epoch still pending. On a backend error the rest stay pending (still
+ * mapped, IOVAs still quarantined) for the next flush.
+ */
+static int pending_flush(struct dme_engine *e)
+{
+	if (!e->pending.n)
+		return 0;
+	uint64_t sealed = dme_iova_seal(e->iova);
+	e->epoch = sealed + 1;
+	size_t n = e->pending.n, done = 0, i = 0;
+	struct be_unmap *u = malloc(n * sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
+		u[i++] = (struct be_unmap){r->iova, r->len};
+	int ret = be_unmap_chunked(e, u, n, &done);
+	free(u);
+	for (i = 0; i < done; i++) {
+		struct region *r = e->pending.head.next;
+		rlist_del(&e->pending, r);
+		e->st.pinned_bytes -= r->len;
+		free(r);
+	}
+	e->st.live_mappings -= done;
+	/* every region of an epoch older than the oldest still pending is unmapped */
+	uint64_t release_to = sealed;
+	if (e->pending.n) {
+		uint64_t oldest = e->pending.head.next->epoch;
+		for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
+			if (r->epoch < oldest)
+				oldest = r->epoch;
+		release_to = oldest ? oldest - 1 : UINT64_MAX;
+	}
+	if (release_to != UINT64_MAX)
+		dme_iova_release(e->iova, release_to);
+	if (ret)
+		dme_err("engine: %zu of %zu unmaps failed (%s); they stay pending", n - done, n,
+			strerror(-ret));
+	return ret;
+}
+
+/* Keep idle mappings within the budget; flush when a batch is due. */
+static int budget_enforce(struct dme_engine *e, uint64_t want_entries)
+{
+	while (e->lru.n && (e->lru.bytes > e->idle_budget ||
+			    e->st.live_mappings + want_entries > e->entry_limit))
+		region_evict(e, e->lru.head.next);
+	if (e->pending.n >= e->cfg.map_batch ||
+	    e->st.live_mappings + want_entries > e->entry_limit)
+		return pending_flush(e);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Registration                                                           */
+
+struct run {
+	uint64_t va, len;
+	unsigned prot;
+	uint64_t page_size;
+	uint64_t iova;
+	struct region *r;
+};
+
+static unsigned prot_of(unsigned flags)
+{
+	return BE_PROT_READ | (flags & DME_MAP_WRITE ? BE_PROT_WRITE : 0);
+}
+
+static int cmp_req_va(const void *a, const void *b, void *arg)
+{
+	const struct dme_region_req *reqs = arg;
+	uint64_t x = (uintptr_t)reqs[*(const size_t *)a].va, y = (uintptr_t)reqs[*(const size_t *)b].va;
+	return x < y ? -1 : x > y;
+}
+
+static int check_req(const struct dme_region_req *q, size_t i)
+{
+	uint64_t va = (uintptr_t)q->va;
+	if (!q->len || (va & 0xfff) || (q->len & 0xfff) || va + q->len < va ||
+	    (q->flags & ~DME_MAP_RW)) {
+		dme_err("register: buffer %zu [%p, +0x%zx) flags 0x%x: must be page aligned, non-empty, not wrapping, flags DME_MAP_READ|DME_MAP_WRITE",
+			i, q->va, q->len, q->flags);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Plan a batch: each request either hits an existing region (a reference)
+ * or joins a run of new, VA-contiguous requests with equal permissions.
+ * @hit[i] is the region request i hits, or NULL.
+ */
+static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n, size_t *order,
+		      struct region **hit, struct run *runs, size_t *nr_runs, size_t *run_of)
+{
+	size_t nr = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k];
+		struct dme_region_req *q = &reqs[i];
+		uint64_t va = (uintptr_t)q->va, end = va + q->len;
+		unsigned prot = prot_of(q->flags);
+		struct region *r = region_at(e, va);
+		hit[i] = NULL;
+		if (r && end - r->va <= r->len && (r->prot & prot) == prot) {
+			hit[i] = r;
+			continue;
+		}
+		/* anything overlapping that is idle can go; active is a conflict */
+		for (;;) {
+			struct region *o = region_at(e, va);
+			if (!o) {
+				o = va_region(avl_next(&e->by_va, va));
+				if (o && o->va >= end)
+					o = NULL;
+			}
+			if (!o)
+				break;
+			if (o->state != R_IDLE) {
+				dme_err("register: [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps registered [0x%" PRIx64 ", 0x%" PRIx64 ")%s",
+					va, end, o->va, o->va + o->len,
+					r == o ? " with fewer permissions" : " without being inside it");
+				return -EBUSY;
+			}
+			region_evict(e, o);
+		}
+		struct run *last = nr ? &runs[nr - 1] : NULL;
+		if (last && va < last->va + last->len) {
+			if (end <= last->va + last->len && (last->prot & prot) == prot) {
+				run_of[i] = nr - 1;	/* inside a run of this batch */
+				continue;
+			}
+			dme_err("register: buffers %p and the one before it overlap partially", q->va);
+			return -EINVAL;
+		}
+		if (last && va == last->va + last->len && last->prot == prot) {
+			last->len += q->len;
+		} else {
+			runs[nr++] = (struct run){va, q->len, prot, 4096, 0, NULL};
+		}
+		run_of[i] = nr - 1;
+	}
+	*nr_runs = nr;
+	return 0;
+}
+
+DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n)
+{
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (check_req(&reqs[i], i))
+			return -EINVAL;
+
+	size_t *order = malloc(n * sizeof(*order) * 2);
+	struct region **hit = malloc(n * sizeof(*hit));
+	struct run *runs = malloc(n * sizeof(*runs));
+	struct be_map *maps = malloc(n * sizeof(*maps));
+	if (!order || !hit || !runs || !maps) {
+		free(order);
+		free(hit);
+		free(runs);
+		free(maps);
+		return -ENOMEM;
+	}
+	size_t *run_of = order + n;
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), cmp_req_va, reqs);
+
+	size_t nr = 0, mapped = 0, with_iova = 0;
+	pthread_mutex_lock(&e->lock);
+	int ret = plan_batch(e, reqs, n, order, hit, runs, &nr, run_of);
+	if (ret)
+		goto out;
+	if (nr) {
+		ret = budget_enforce(e, nr);
+		if (ret)
+			goto out;
+		if (e->st.live_mappings + nr > e->entry_limit) {
+			dme_err("register: %zu new mappings would exceed the budget of %" PRIu64 " map entries (%" PRIu64 " live, none idle); raise DME_CACHE_ENTRIES or unregister",
+				nr, e->entry_limit, e->st.live_mappings);
+			ret = -ENOSPC;
+			goto out;
+		}
+	}
+	/* IOVAs: congruent to the VA modulo its page size (large IOPTEs) */
+	for (; with_iova < nr; with_iova++) {
+		struct run *u = &runs[with_iova];
+		uint64_t size;
+		if (!align_up_checked(u->len, e->geo.alignment, &size)) {
+			ret = -EINVAL;
+			goto err_free_iova;
+		}
+		ret = dme_iova_alloc_congruent(e->iova, size, u->page_size, u->va, &u->iova);
+		if (ret) {
+			dme_err("register: no IOVA range of 0x%" PRIx64 " bytes left in the address space",
+				size);
+			goto err_free_iova;
+		}
+		maps[with_iova] = (struct be_map){u->va, u->iova, size, u->prot, -1, 0};
+	}
+	if (e->geo.ready) {
+		ret = be_map_chunked(e, maps, nr, &mapped);
+		if (ret)
+			goto err_unmap;
+	}
+	for (size_t k = 0; k < nr; k++) {
+		struct region *r = calloc(1, sizeof(*r));
+		if (!r) {
+			ret = -ENOMEM;
+			goto err_unpublish;
+		}
+		*r = (struct region){.va = runs[k].va, .len = maps[k].len, .iova = runs[k].iova,
+				     .page_size = runs[k].page_size, .prot = runs[k].prot,
+				     .state = R_ACTIVE, .mapped = e->geo.ready, .fd = -1};
+		ret = region_publish(e, r);
+		if (ret) {
+			free(r);
+			goto err_unpublish;
+		}
+		runs[k].r = r;
+		if (r->mapped)
+			e->st.pinned_bytes += r->len;
+	}
+	/* commit: references, IOVAs for the caller */
+	for (size_t i = 0; i < n; i++) {
+		struct region *r = hit[i] ? hit[i] : runs[run_of[i]].r;
+		if (hit[i]) {
+			e->st.cache_hits++;
+			if (r->state == R_IDLE) {
+				rlist_del(&e->lru, r);
+				r->state = R_ACTIVE;
+			}
+		}
+		r->refs++;
+		reqs[i].iova = r->iova + ((uintptr_t)reqs[i].va - r->va);
+	}
+	e->st.live_mappings += e->geo.ready ? nr : 0;
+	ret = 0;
+	goto out;
+
+err_unpublish:
+	for (size_t k = 0; k < nr && runs[k].r; k++) {
+		region_unpublish(e, runs[k].r);
+		if (runs[k].r->mapped)
+			e->st.pinned_bytes -= runs[k].r->len;
+		free(runs[k].r);
+	}
+err_unmap:
+	if (mapped) {
+		struct be_unmap *u = malloc(mapped * sizeof(*u));
+		size_t d = 0;
+		int uret = -ENOMEM;
+		if (u) {
+			for (size_t k = 0; k < mapped; k++)
+				u[k] = (struct be_unmap){maps[k].iova, maps[k].len};
+			uret = be_unmap_chunked(e, u, mapped, &d);
+			free(u);
+		}
+		if (uret) {
+			dme_err("register: undoing a failed batch: %zu mappings could not be unmapped (%s); their IOVAs are kept out of use",
+				mapped - d, strerror(-uret));
+			/* keep the still-mapped IOVAs allocated: never reuse them */
+			for (size_t k = d; k < mapped; k++)
+				runs[k].len = 0;
+			e->st.live_mappings += mapped - d;
+			e->orphans += mapped - d;
+		}
+	}
+err_free_iova:
+	for (size_t k = 0; k < with_iova; k++)
+		if (runs[k].len)
+			dme_iova_free(e->iova, runs[k].iova, maps[k].len);
+out:
+	pthread_mutex_unlock(&e->lock);
+	free(order);
+	free(hit);
+	free(runs);
+	free(maps);
+	return ret;
+}
+
+DME_EXPORT int dme_register(struct dme_engine *e, void *va, size_t len, unsigned flags,
+			    uint64_t *iova)
+{
+	struct dme_region_req q = {va, len, flags, 0};
+	int ret = dme_register_batch(e, &q, 1);
+	if (!ret)
+		*iova = q.iova;
+	return ret;
+}
+
+DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
+{
+	uint64_t a = (uintptr_t)va;
+	pthread_mutex_lock(&e->lock);
+	struct region *r = region_at(e, a);
+	if (!r || !len || a + len < a || a + len - r->va > r->len || r->state != R_ACTIVE) {
+		pthread_mutex_unlock(&e->lock);
+		dme_err("unregister: [%p, +0x%zx) is not registered", va, len);
+		return -EINVAL;
+	}
+	int ret = 0;
+	if (--r->refs == 0) {
+		r->state = R_IDLE;
+		rlist_add_tail(&e->lru, r);
+		ret = budget_enforce(e, 0);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+DME_EXPORT int dme_engine_flush(struct dme_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	while (e->lru.n)
+		region_evict(e, e->lru.head.next);
+	int ret = pending_flush(e);
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Translation                                                            */
+
+DME_EXPORT int dme_vtoiova(const struct dme_engine *e, const void *va, uint64_t *iova)
+{
+	return xlate_lookup(&e->xlate, (uintptr_t)va, iova);
+}
+
+DME_EXPORT int dme_iovatov(struct dme_engine *e, uint64_t iova, void **va)
+{
+	pthread_mutex_lock(&e->lock);
+	struct region *r = iova_region(avl_floor(&e->by_iova, iova));
+	int ret = -ENOENT;
+	if (r && iova - r->iova < r->len) {
+		*va = (void *)(uintptr_t)(r->va + (iova - r->iova));
+		ret = 0;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Geometry                                                               */
+
+/*
+ * Make the allocator follow @g: reserve whatever the base space allows but
+ * @g does not (holes a device adds, a narrower window). Fails with
+ * -EADDRINUSE, changing nothing, when a live mapping sits there.
+ */
+static int geometry_apply(struct dme_engine *e, const struct be_geometry *g)
+{
+	struct dme_iova_range base[BE_MAX_RANGES];
+	size_t nb = dme_iova_geometry_get(e->iova, base, BE_MAX_RANGES);
+	struct dme_iova_range *rsv = calloc(2 * BE_MAX_RANGES * BE_MAX_RANGES + 1, sizeof(*rsv));
+	if (!rsv)
+		return -ENOMEM;
+	size_t nr = 0;
+	/* complement of g within each base range */
+	for (size_t i = 0; i < nb; i++) {
+		uint64_t cur = base[i].start;
+		bool done = false;
+		for (size_t j = 0; j < g->nr_ranges && !done; j++) {
+			const struct dme_iova_range *a = &g->ranges[j];
+			if (a->last < cur || a->start > base[i].last)
+				continue;
+			if (a->start > cur)
+				rsv[nr++] = (struct dme_iova_range){cur, a->start - 1};
+			if (a->last >= base[i].last)
+				done = true;
+			else
+				cur = a->last + 1;
+		}
+		if (!done)
+			rsv[nr++] = (struct dme_iova_range){cur, base[i].last};
+	}
+	/* drop the old narrowing, apply the new one */
+	for (size_t i = 0; i < e->nr_geo_rsv; i++)
+		dme_iova_unreserve(e->iova, e->geo_rsv[i].start, e->geo_rsv[i].last);
+	size_t k;
+	int ret = 0;
+	for (k = 0; k < nr; k++) {
+		ret = dme_iova_reserve(e->iova, rsv[k].start, rsv[k].last);
+		if (ret)
+			break;
+	}
+	if (ret) {
+		dme_err("geometry: [0x%" PRIx64 ", 0x%" PRIx64 "] is no longer usable but holds live mappings",
+			rsv[k].start, rsv[k].last);
+		while (k--)
+			dme_iova_unreserve(e->iova, rsv[k].start, rsv[k].last);
+		for (size_t i = 0; i < e->nr_geo_rsv; i++)
+			dme_iova_reserve(e->iova, e->geo_rsv[i].start, e->geo_rsv[i].last);
+		free(rsv);
+		return -EADDRINUSE;
+	}
+	free(e->geo_rsv);
+	e->geo_rsv = rsv;
+	e->nr_geo_rsv = nr;
+	e->geo = *g;
+	return 0;
+}
+
+/* Map every recorded region (after the backend became ready). */
+static int replay(struct dme_engine *e)
+{
+	size_t n = 0, i = 0, done = 0;
+	for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key))
+		n += !va_region(a)->mapped;
+	if (!n)
+		return 0;
+	struct be_map *m = malloc(n * sizeof(*m));
+	struct region **rs = malloc(n * sizeof(*rs));
+	int ret = -ENOMEM;
+	if (!m || !rs)
+		goto out;
+	for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
+		struct region *r = va_region(a);
+		if (!r->mapped) {
+			rs[i] = r;
+			m[i++] = (struct be_map){r->va, r->iova, r->len, r->prot, r->fd, r->fd_off};
+		}
+	}
+	ret = be_map_chunked(e, m, n, &done);
+	for (i = 0; i < done; i++) {
+		rs[i]->mapped = true;
+		e->st.pinned_bytes += rs[i]->len;
+	}
+	e->st.live_mappings += done;
+	e->st.replays += done;
+	if (ret)
+		dme_err("attach: replaying recorded mappings failed after %zu of %zu (%s)", done, n,
+			strerror(-ret));
+out:
+	free(m);
+	free(rs);
+	return ret;
+}
+
+static int query_geometry(struct dme_engine *e, struct be_geometry *g)
+{
+	memset(g, 0, sizeof(*g));
+	int ret = e->ops->geometry(e->be, g);
+	if (ret)
+		return ret;
+	if (!g->nr_ranges || !is_pow2(g->alignment ? g->alignment : 1)) {
+		dme_err("%s: the backend reported an unusable geometry", e->ops->name);
+		return -EIO;
+	}
+	if (!g->alignment)
+		g->alignment = 1;
+	return 0;
+}
+
+DME_EXPORT int dme_engine_attach(struct dme_engine *e, const char *dev)
+{
+	struct be_geometry g;
+	pthread_mutex_lock(&e->lock);
+	int ret = e->ops->attach(e->be, dev);
+	if (ret)
+		goto out;
+	ret = query_geometry(e, &g);
+	if (!ret)
+		ret = geometry_apply(e, &g);
+	if (ret) {
+		e->ops->detach(e->be, dev);
+		goto out;
+	}
+	if (g.ready)
+		ret = replay(e);
+out:
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+DME_EXPORT int dme_engine_detach(struct dme_engine *e, const char *dev)
+{
+	struct be_geometry g;
+	pthread_mutex_lock(&e->lock);
+	int ret = e->ops->detach(e->be, dev);
+	if (!ret && !query_geometry(e, &g))
+		geometry_apply(e, &g);	/* a wider geometry never conflicts */
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+DME_EXPORT size_t dme_engine_geometry(struct dme_engine *e, struct dme_iova_range *ranges,
+				      size_t max, uint64_t *align)
+{
+	pthread_mutex_lock(&e->lock);
+	size_t n = e->geo.nr_ranges;
+	for (size_t i = 0; i < n && i < max; i++)
+		ranges[i] = e->geo.ranges[i];
+	if (align)
+		*align = e->geo.alignment;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lifetime                                                               */
+
+static uint64_t memlock_budget(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return UINT64_MAX;
+	return rl.rlim_cur;
+}
+
+static int open_backend(struct dme_engine *e)
+{
+	const struct dme_config *c = &e->cfg;
+	if (c->backend != DME_BACKEND_AUTO) {
+		for (const struct be_ops *const *o = be_all; *o; o++)
+			if (!strcmp((*o)->name, dme_backend_name(c->backend))) {
+				e->ops = *o;
+				return (*o)->open(c, &e->be);
+			}
+		dme_err("backend %s is not built into this dme", dme_backend_name(c->backend));
+		return -ENODEV;
+	}
+	for (const struct be_ops *const *o = be_all; *o; o++) {
+		int ret = (*o)->open(c, &e->be);
+		if (!ret) {
+			e->ops = *o;
+			if (*o == &be_sim_ops)
+				dme_info("no IOMMU interface reachable; using the simulator (DME_BACKEND=auto)");
+			return 0;
+		}
+		dme_dbg("backend %s: not available (%s)", (*o)->name, strerror(-ret));
+	}
+	dme_err("no backend could be opened");
+	return -ENODEV;
+}
+
+static struct dme_engine *engine_new(const struct dme_config *cfg, int *err)
+{
+	extern char **environ;
+	struct dme_engine *e = calloc(1, sizeof(*e));
+	if (!e) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (cfg) {
+		e->cfg = *cfg;
+	} else {
+		dme_config_init(&e->cfg);
+		*err = dme_config_apply_env(&e->cfg, environ);
+		if (*err) {
+			free(e);
+			return NULL;
+		}
+	}
+	if (!e->cfg.map_batch)
+		e->cfg.map_batch = 1;
+	pthread_mutex_init(&e->lock, NULL);
+	rlist_init(&e->lru);
+	rlist_init(&e->pending);
+	return e;
+}
+
+/* With e->ops and e->be open: geometry, allocator, translation, budgets. */
+static int engine_start(struct dme_engine *e)
+{
+	int ret = query_geometry(e, &e->geo);
+	if (ret)
+		return ret;
+	if (e->cfg.allow_iovas_set) {
+		/* narrow the window the way IOAS_ALLOW_IOVAS would */
+		struct be_geometry w = e->geo;
+		size_t k = 0;
+		for (size_t i = 0; i < e->geo.nr_ranges; i++) {
+			uint64_t a = e->geo.ranges[i].start > e->cfg.allow_iova_start
+					     ? e->geo.ranges[i].start : e->cfg.allow_iova_start;
+			uint64_t b = e->geo.ranges[i].last < e->cfg.allow_iova_last
+					     ? e->geo.ranges[i].last : e->cfg.allow_iova_last;
+			if (a <= b)
+				w.ranges[k++] = (struct dme_iova_range){a, b};
+		}
+		if (!k) {
+			dme_err("DME_ALLOW_IOVAS window misses every allowed IOVA range");
+			return -EINVAL;
+		}
+		w.nr_ranges = k;
+		e->geo = w;
+	}
+	struct dme_iova_geometry ig = {e->geo.ranges, e->geo.nr_ranges, e->geo.alignment};
+	struct dme_iova_params ip = {.no_cache = !e->cfg.iova_cache,
+				     .mag_size = e->cfg.iova_mag_size,
+				     .depot_max = e->cfg.iova_depot_max};
+	ret = dme_iova_space_create(&ig, &ip, &e->iova);
+	if (ret)
+		return ret;
+	ret = xlate_init(&e->xlate, 0);
+	if (ret) {
+		dme_iova_space_destroy(e->iova);
+		return ret;
+	}
+	e->entry_limit = e->cfg.cache_budget_entries;
+	if (e->geo.max_entries && e->geo.max_entries < e->entry_limit)
+		e->entry_limit = e->geo.max_entries;
+	e->idle_budget = e->cfg.cache_budget_bytes ? e->cfg.cache_budget_bytes : memlock_budget();
+	return 0;
+}
+
+static void engine_free(struct dme_engine *e)
+{
+	pthread_mutex_destroy(&e->lock);
+	free(e);
+}
+
+DME_EXPORT int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out)
+{
+	int ret;
+	struct dme_engine *e = engine_new(cfg, &ret);
+	if (!e)
+		return ret;
+	ret = open_backend(e);
+	if (ret)
+		goto err_free;
+	ret = engine_start(e);
+	if (ret)
+		goto err_close;
+	*out = e;
+	return 0;
+err_close:
+	e->ops->close(e->be);
+err_free:
+	engine_free(e);
+	return ret;
+}
+
+DME_EXPORT int dme_engine_open_sim(const struct dme_config *cfg,
+				   const struct dme_sim_params *params, struct dme_engine **out)
+{
+	int ret;
+	struct dme_engine *e = engine_new(cfg, &ret);
+	if (!e)
+		return ret;
+	e->ops = &be_sim_ops;
+	ret = dme_sim_open(params, &e->be);
+	if (ret)
+		goto err_free;
+	ret = engine_start(e);
+	if (ret)
+		goto err_close;
+	*out = e;
+	return 0;
+err_close:
+	e->ops->close(e->be);
+err_free:
+	engine_free(e);
+	return ret;
+}
+
+DME_EXPORT void dme_engine_close(struct dme_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	/* every region, active or not, goes through the same unmap path */
+	struct avl_node *a;
+	while ((a = avl_first(&e->by_va))) {
+		struct region *r = va_region(a);
+		if (r->state == R_ACTIVE) {
+			r->state = R_IDLE;
+			rlist_add_tail(&e->lru, r);
+		}
+		region_evict(e, r);
+	}
+	if (pending_flush(e))
+		dme_err("close: %" PRIu64 " mappings could not be unmapped", e->pending.n);
+	while (e->pending.n) {
+		struct region *r = e->pending.head.next;
+		rlist_del(&e->pending, r);
+		free(r);
+	}
+	pthread_mutex_unlock(&e->lock);
+	xlate_destroy(&e->xlate);
+	dme_iova_space_destroy(e->iova);
+	e->ops->close(e->be);
+	free(e->geo_rsv);
+	engine_free(e);
+}
+
+DME_EXPORT const char *dme_engine_backend_name(const struct dme_engine *e)
+{
+	return e->ops->name;
+}
+
+DME_EXPORT struct dme_sim *dme_engine_sim(struct dme_engine *e)
+{
+	return e->ops == &be_sim_ops ? e->be : NULL;
+}
+
+DME_EXPORT void dme_engine_stats(struct dme_engine *e, struct dme_engine_stats *st)
+{
+	pthread_mutex_lock(&e->lock);
+	*st = e->st;
+	uint64_t active = 0, reg = 0;
+	for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
+		struct region *r = va_region(a);
+		active += r->state == R_ACTIVE;
+		reg += r->len;
+	}
+	st->active_mappings = active;
+	st->idle_mappings = e->lru.n;
+	st->pending_unmaps = e->pending.n;
+	st->registry_bytes = reg + e->pending.bytes;
+	st->mapped_bytes = st->pinned_bytes;
+	if (e->ops == &be_sim_ops) {
+		struct dme_sim_stats ss;
+		dme_sim_stats(e->be, &ss);
+		st->faults = ss.faults;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+DME_EXPORT int dme_engine_check(struct dme_engine *e)
+{
+	int ret = 0;
+	pthread_mutex_lock(&e->lock);
+	uint64_t prev_end = 0, mapped = 0, pinned = 0;
+	bool first = true;
+	for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
+		struct region *r = va_region(a);
+		uint64_t iova;
+		if (!first && r->va < prev_end) {
+			dme_err("engine: regions overlap at 0x%" PRIx64, r->va);
+			ret = -EUCLEAN;
+		}
+		if (xlate_lookup(&e->xlate, r->va, &iova) || iova != r->iova ||
+		    xlate_lookup(&e->xlate, r->va + r->len - 1, &iova) ||
+		    iova != r->iova + r->len - 1) {
+			dme_err("engine: translation of [0x%" PRIx64 ", +0x%" PRIx64 ") is wrong", r->va,
+				r->len);
+			ret = -EUCLEAN;
+		}
+		if ((r->state == R_ACTIVE) != (r->refs > 0)) {
+			dme_err("engine: region 0x%" PRIx64 " state and references disagree", r->va);
+			ret = -EUCLEAN;
+		}
+		mapped += r->mapped;
+		pinned += r->mapped ? r->len : 0;
+		prev_end = r->va + r->len;
+		first = false;
+	}
+	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next) {
+		uint64_t iova;
+		if (!xlate_lookup(&e->xlate, r->va, &iova) && !region_at(e, r->va)) {
+			dme_err("engine: pending region 0x%" PRIx64 " still translates", r->va);
+			ret = -EUCLEAN;
+		}
+		mapped++;
+		pinned += r->len;
+	}
+	mapped += e->orphans;
+	if (e->st.map_calls - e->st.unmap_calls != mapped || e->st.live_mappings != mapped) {
+		dme_err("engine: maps %" PRIu64 " - unmaps %" PRIu64 " != live %" PRIu64 " (counted %" PRIu64 ")",
+			e->st.map_calls, e->st.unmap_calls, e->st.live_mappings, mapped);
+		ret = -EUCLEAN;
+	}
+	if (pinned != e->st.pinned_bytes) {
+		dme_err("engine: pinned bytes %" PRIu64 " != registry total %" PRIu64,
+			e->st.pinned_bytes, pinned);
+		ret = -EUCLEAN;
+	}
+	pthread_mutex_unlock(&e->lock);
+	int iret = dme_iova_check(e->iova);
+	return ret ? ret : iret;
+}

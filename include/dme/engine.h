@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dme/engine.h - the mapping engine: memory in, IOVAs out.
+ *
+ * An engine owns one IO address space on one backend (iommufd, vfio,
+ * noiommu or the built-in simulator) with its devices attached. Callers
+ * register memory and get IOVAs; dme_vtoiova() translates any registered
+ * pointer without a lock. Requests in a batch that are contiguous in VA get
+ * one contiguous IOVA run and one map call. Unregistered mappings stay
+ * mapped, idle, so re-registering costs no kernel call; idle mappings are
+ * unmapped lazily, in batches, under a budget. An IOVA goes back to the
+ * allocator only after the unmap call that removed it has returned.
+ *
+ * All functions are thread-safe; dme_vtoiova() and dme_iovatov() never
+ * block. Errors are negative errno values with a message through the log
+ * hook; a failed call leaves no partial state.
+ */
+#ifndef DME_ENGINE_H
+#define DME_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dme/config.h>
+#include <dme/iova.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dme_engine;
+struct dme_sim;
+struct dme_sim_params;
+
+#define DME_MAP_READ 0x1u  /* the device may read the memory (always implied) */
+#define DME_MAP_WRITE 0x2u /* the device may write the memory */
+#define DME_MAP_RW (DME_MAP_READ | DME_MAP_WRITE)
+
+/** struct dme_region_req - one buffer of a batch registration. */
+struct dme_region_req {
+	void *va;	/* page aligned */
+	size_t len;	/* page multiple, > 0 */
+	unsigned flags; /* DME_MAP_READ (transmit buffers) or DME_MAP_RW */
+	uint64_t iova;	/* out: the IOVA of va */
+};
+
+/** struct dme_engine_stats - counters; the invariants tests assert are noted. */
+struct dme_engine_stats {
+	uint64_t map_calls;	  /* map requests issued to the backend (one kernel call each) */
+	uint64_t unmap_calls;	  /* unmap requests issued */
+	uint64_t bytes_mapped;	  /* cumulative */
+	uint64_t live_mappings;	  /* == map_calls - unmap_calls */
+	uint64_t mapped_bytes;	  /* bytes currently mapped (active + idle + pending) */
+	uint64_t pinned_bytes;	  /* == registry total: bytes of every mapping still held */
+	uint64_t registry_bytes;  /* sum of the lengths of regions in the registry + pending */
+	uint64_t active_mappings; /* mappings with a registration */
+	uint64_t idle_mappings;	  /* unregistered, still mapped, in the LRU */
+	uint64_t pending_unmaps;  /* evicted, waiting for their batched unmap */
+	uint64_t cache_hits;	  /* registrations served by an existing mapping */
+	uint64_t evictions;	  /* idle mappings given up under the budget */
+	uint64_t replays;	  /* mappings issued again after an attach */
+	uint64_t faults;	  /* device faults seen (simulator) */
+};
+
+/**
+ * dme_engine_open() - open a backend and build its IO address space.
+ * @cfg: configuration (NULL: defaults overridden by DME_* variables)
+ * @out: on success, the engine
+ *
+ * DME_BACKEND=auto tries iommufd, vfio and noiommu with the configured
+ * devices, then falls back to the simulator, saying so through the log hook.
+ *
+ * Return: 0, -EINVAL (bad config), -ENODEV (the asked-for backend is not
+ * available here), -ENOMEM, or the backend's error.
+ */
+int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out);
+
+/**
+ * dme_engine_open_sim() - open an engine on a simulator with custom geometry.
+ * @cfg:    configuration (NULL: defaults and DME_* variables); its backend
+ *          field is ignored
+ * @params: the simulator's geometry, width and entry limit (dme/sim.h)
+ * @out:    on success, the engine
+ *
+ * For tests and benchmarks that need another IO address space shape, such
+ * as a type1-like map-entry limit.
+ *
+ * Return: as dme_engine_open().
+ */
+int dme_engine_open_sim(const struct dme_config *cfg, const struct dme_sim_params *params,
+			struct dme_engine **out);
+
+/**
+ * dme_engine_close() - unmap everything and free the engine.
+ * @e: the engine, or NULL
+ */
+void dme_engine_close(struct dme_engine *e);
+
+/** dme_engine_backend_name() - "iommufd", "vfio", "noiommu" or "sim". */
+const char *dme_engine_backend_name(const struct dme_engine *e);
+
+/**
+ * dme_register() - make [@va, @va + @len) reachable by the devices.
+ * @e:     the engine
+ * @va:    page aligned start
+ * @len:   page multiple, > 0
+ * @flags: DME_MAP_READ or DME_MAP_RW
+ * @iova:  on success, the IOVA of @va
+ *
+ * A range inside an existing mapping with the same or wider permissions
+ * takes a reference on it and costs no kernel call.
+ *
+ * Return: 0, -EINVAL (bad range or flags), -EBUSY (overlaps a registered
+ * range without being inside it, or needs wider permissions), -ENOSPC (no
+ * IOVA space or map-entry budget left), or the backend's error.
+ */
+int dme_register(struct dme_engine *e, void *va, size_t len, unsigned flags, uint64_t *iova);
+
+/**
+ * dme_register_batch() - register @n buffers at once, all or nothing.
+ * @e:    the engine
+ * @reqs: the buffers; each gets its IOVA in ->iova on success
+ * @n:    number of buffers
+ *
+ * Buffers contiguous in VA (any order in @reqs) with equal flags share one
+ * IOVA run and one map call. On failure nothing stays mapped or referenced.
+ *
+ * Return: as dme_register().
+ */
+int dme_register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n);
+
+/**
+ * dme_unregister() - drop one registration of [@va, @va + @len).
+ * @e:   the engine
+ * @va:  as registered
+ * @len: as registered
+ *
+ * The mapping stays (idle) until the budget or dme_engine_flush() evicts it.
+ *
+ * Return: 0, -EINVAL when the range is not registered.
+ */
+int dme_unregister(struct dme_engine *e, void *va, size_t len);
+
+/**
+ * dme_engine_flush() - unmap every idle mapping now and wait for it.
+ * @e: the engine
+ *
+ * Return: 0, or the backend's unmap error (the mappings stay pending and
+ * their IOVAs quarantined; a later flush retries).
+ */
+int dme_engine_flush(struct dme_engine *e);
+
+/**
+ * dme_vtoiova() - the IOVA of a registered virtual address.
+ * @e:    the engine
+ * @va:   any byte of a registered range
+ * @iova: on success, its IOVA
+ *
+ * Lock-free, no system call: a few dependent loads.
+ *
+ * Return: 0, -ENOENT when @va is not registered.
+ */
+int dme_vtoiova(const struct dme_engine *e, const void *va, uint64_t *iova);
+
+/**
+ * dme_iovatov() - the virtual address behind a mapped IOVA.
+ * @e:    the engine
+ * @iova: any byte of a mapped range
+ * @va:   on success, the address
+ *
+ * Return: 0, -ENOENT. O(log n) under the engine lock.
+ */
+int dme_iovatov(struct dme_engine *e, uint64_t iova, void **va);
+
+/**
+ * dme_engine_attach() - attach another device to the engine's address space.
+ * @e:   the engine
+ * @dev: PCI address or cdev path
+ *
+ * The geometry is queried again and fed to the IOVA allocator; if the
+ * device's reserved regions collide with live mappings the attach is undone.
+ *
+ * Return: 0, -EADDRINUSE (conflict with live mappings), or the backend's error.
+ */
+int dme_engine_attach(struct dme_engine *e, const char *dev);
+
+/**
+ * dme_engine_detach() - detach a device.
+ * @e:   the engine
+ * @dev: as attached
+ *
+ * Return: 0, -ENOENT, or the backend's error.
+ */
+int dme_engine_detach(struct dme_engine *e, const char *dev);
+
+/**
+ * dme_engine_geometry() - the IO address space as the engine uses it.
+ * @e:      the engine
+ * @ranges: filled with up to @max allowed ranges
+ * @max:    capacity of @ranges
+ * @align:  set to the IOVA alignment
+ *
+ * Return: the number of allowed ranges.
+ */
+size_t dme_engine_geometry(struct dme_engine *e, struct dme_iova_range *ranges, size_t max,
+			   uint64_t *align);
+
+/** dme_engine_stats() - a snapshot of @e's counters. */
+void dme_engine_stats(struct dme_engine *e, struct dme_engine_stats *st);
+
+/**
+ * dme_engine_sim() - the simulator behind @e, for its device API.
+ * @e: the engine
+ *
+ * Return: the simulator, or NULL when @e runs on another backend.
+ */
+struct dme_sim *dme_engine_sim(struct dme_engine *e);
+
+/**
+ * dme_engine_check() - verify the engine's invariants (tests, debugging).
+ * @e: the engine
+ *
+ * Checks that the registry, the translation table, the IOVA allocator and
+ * the counters agree. Return: 0 or -EUCLEAN with a message.
+ */
+int dme_engine_check(struct dme_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
