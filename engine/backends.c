@@ -9,6 +9,8 @@
 #include "backend.h"
 
 const struct be_ops *const be_all[] = {
+	&be_iommufd_ops,
+	&be_vfio_ops,
 	&be_sim_ops,
 	NULL,
 };

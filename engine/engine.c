@@ -735,6 +735,10 @@ static int open_backend(struct dme_engine *e)
 		return -ENODEV;
 	}
 	for (const struct be_ops *const *o = be_all; *o; o++) {
+		if (*o != &be_sim_ops && !c->nr_devices) {
+			dme_dbg("backend %s: skipped, no DME_DEVICE to attach", (*o)->name);
+			continue;
+		}
 		int ret = (*o)->open(c, &e->be);
 		if (!ret) {
 			e->ops = *o;
