@@ -103,10 +103,15 @@ publish() {
 
 done_already() { [ -f "$kdir/key" ] && [ -f "$kdir/bzImage" ]; }
 
-if done_already; then
+# The kernel dir goes to stdout, except with --out (quiet when cached).
+finish() {
 	publish
-	echo "$kdir"
+	[ -n "$out" ] || echo "$kdir"
 	exit 0
+}
+
+if done_already; then
+	finish
 fi
 
 mkdir -p "$cache_root" || die "cannot create $cache_root (set DME_VM_CACHE)"
@@ -116,9 +121,7 @@ if ! flock -n 9; then
 	flock 9
 fi
 if done_already; then	# built by whoever held the lock
-	publish
-	echo "$kdir"
-	exit 0
+	finish
 fi
 
 work=$cache_root/.build-$key
@@ -204,5 +207,4 @@ rm -rf "$kdir"
 mv "$work/out" "$kdir"
 rm -rf "$work"
 say "guest kernel ready in $(elapsed): $kdir/bzImage"
-publish
-echo "$kdir"
+finish

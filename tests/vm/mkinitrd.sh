@@ -2,6 +2,7 @@
 # Builds the initramfs of one VM-tier guest:
 #
 #   mkinitrd.sh OUTPUT.cpio.gz PROGRAM...
+#   mkinitrd.sh --check          only check that the tools are installed
 #
 # The image holds a static busybox, the given (statically linked) guest test
 # programs under /tests/ and an /init that:
@@ -19,9 +20,14 @@ set -euo pipefail
 
 die() { echo "mkinitrd: error: $*" >&2; exit 1; }
 
-[ $# -ge 2 ] || die "usage: $0 OUTPUT.cpio.gz PROGRAM..."
-out=$1
-shift
+check_only=0
+if [ "${1:-}" = --check ]; then
+	check_only=1
+else
+	[ $# -ge 2 ] || die "usage: $0 OUTPUT.cpio.gz PROGRAM... | --check"
+	out=$1
+	shift
+fi
 
 missing=()
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
@@ -46,6 +52,10 @@ is_static() {
 	fi
 }
 is_static "$busybox" || die "$busybox is dynamically linked; install busybox-static"
+if [ $check_only = 1 ]; then
+	echo "mkinitrd: all tools present" >&2
+	exit 0
+fi
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT

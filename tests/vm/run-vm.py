@@ -36,10 +36,18 @@ BAD_RE = re.compile(r"Kernel panic|BUG:|Oops|WARNING:|Call Trace:|"
                     r"general protection fault|Unable to handle kernel|"
                     r"segfault at|invalid opcode|soft lockup|hung_task")
 
+# Guest machine shapes. All are q35 with 2 CPUs and 1 GiB.
+#   basic: emulated VT-d (intel-iommu, aw-bits 39) + one NVMe controller.
+#   numa:  like basic, two NUMA nodes (one CPU, 512 MiB each), a second NVMe
+#          controller behind a pxb-pcie host bridge on node 1.
+#   mock:  no emulated IOMMU and no NVMe: the iommufd selftest mock IOMMU of
+#          6.12 only works when it is the sole IOMMU driver (with intel-iommu
+#          registered first, the mock device is probed with the Intel ops,
+#          stays without IOMMU and MOCK_DOMAIN fails EINVAL).
 SHAPES = {
-    # name: (qemu args without drives, NVMe controllers)
-    "basic": 1,
-    "numa": 2,
+    "basic": {"nvme": 1, "viommu": True, "numa": False},
+    "numa": {"nvme": 2, "viommu": True, "numa": True},
+    "mock": {"nvme": 0, "viommu": False, "numa": False},
 }
 
 
@@ -98,22 +106,26 @@ def find_qemu():
 
 def qemu_command(qemu, a, images, log_dir):
     accel = os.environ.get("DME_VM_ACCEL", "tcg")
-    append = (f"console=ttyS0 intel_iommu=on iommu=strict panic=-1 "
+    shape = SHAPES[a.shape]
+    iommu_args = "intel_iommu=on iommu=strict " if shape["viommu"] else ""
+    append = (f"console=ttyS0 {iommu_args}panic=-1 "
               f"hugepages={a.hugepages} dme.hugepages={a.hugepages} "
               f"dme.prog_timeout={a.prog_timeout} {a.append}").strip()
     cmd = [qemu,
            "-machine", "q35,kernel-irqchip=split", "-accel", accel,
            "-smp", "2", "-m", "1G",
            "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
-           "-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=39",
            "-chardev", f"file,id=ser0,path={os.path.join(log_dir, 'console.log')}",
            "-serial", "chardev:ser0",
            "-chardev", f"file,id=ser1,path={os.path.join(log_dir, 'tap.log')}",
            "-serial", "chardev:ser1",
            "-kernel", a.kernel, "-initrd", a.initrd, "-append", append]
-    cmd += ["-drive", f"file={images[0]},if=none,id=nv0,format=raw",
-            "-device", "nvme,serial=dme0001,drive=nv0"]
-    if a.shape == "numa":
+    if shape["viommu"]:
+        cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=39"]
+    if shape["nvme"] >= 1:
+        cmd += ["-drive", f"file={images[0]},if=none,id=nv0,format=raw",
+                "-device", "nvme,serial=dme0001,drive=nv0"]
+    if shape["numa"]:
         cmd += ["-object", "memory-backend-ram,id=m0,size=512M",
                 "-object", "memory-backend-ram,id=m1,size=512M",
                 "-numa", "node,nodeid=0,cpus=0,memdev=m0",
@@ -257,7 +269,7 @@ def main():
     guest = Guest(tap)
     tmp = tempfile.mkdtemp(prefix="dme-vm-")
     images = []
-    for i in range(SHAPES[a.shape]):
+    for i in range(SHAPES[a.shape]["nvme"]):
         img = os.path.join(tmp, f"nvme{i}.img")
         with open(img, "wb") as f:
             f.truncate(1 << 30)  # sparse 1 GiB
@@ -329,23 +341,31 @@ def main():
 
     if not guest.init_seen:
         tap.emit(False, "vm: guest kernel booted and reached /init")
-    want_nvme = SHAPES[a.shape]
+    want_nvme = SHAPES[a.shape]["nvme"]
     tap.emit(guest.bound == want_nvme,
              f"vm: {want_nvme} NVMe controller(s) bound to vfio-pci (guest said {guest.bound})")
     never = [p for p in guest.programs if p not in guest.ran]
     tap.emit(bool(guest.programs) and not never,
              "vm: every guest program ran" + (f" (never ran: {' '.join(never)})" if never else ""))
     tap.emit(guest.done_seen, "vm: guest printed the end marker (DME-VM: done)")
-    tap.emit(not timed_out and proc.returncode == 0,
-             f"vm: qemu powered off by itself within {a.timeout:.0f}s"
-             + (" (killed at the timeout)" if timed_out else f" (exit {proc.returncode})"))
-
     console = os.path.join(log_dir, "console.log")
     try:
         with open(console, "r", errors="replace") as f:
             klog = f.read().splitlines()
     except OSError:
         klog = []
+    # A panic also ends QEMU with status 0 (panic=-1 reboots, -no-reboot exits).
+    powered_off = any("reboot: Power down" in l for l in klog)
+    if timed_out:
+        how = "killed at the timeout"
+    elif proc.returncode != 0:
+        how = f"qemu exit status {proc.returncode}"
+    elif not powered_off:
+        how = "the guest rebooted or crashed instead of powering off"
+    else:
+        how = f"after {elapsed:.1f}s"
+    tap.emit(not timed_out and proc.returncode == 0 and powered_off,
+             f"vm: guest powered off by itself within {a.timeout:.0f}s ({how})")
     dmar = [l for l in klog if DMAR_RE.search(l)]
     bad = [l for l in klog if BAD_RE.search(l)]
     if a.expect_dmar_fault:
