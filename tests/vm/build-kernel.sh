@@ -11,9 +11,11 @@
 # tests/vm/guest-kernel.options. Result, outside any source or build tree:
 #   ${DME_VM_CACHE:-/var/cache/dme-vm}/<key>/{bzImage,config,build.log,
 #       include/iommufd_test.h, include/linux/{iommufd,vfio}.h, key}
-# <key> = source package version + sha256 of the options file and of this
-# recipe; the kernel is rebuilt only when the key changes. A flock keeps two
-# concurrent callers from building twice.
+# <key> = source package version + sha256 of the options (comments and blank
+# lines ignored) and of the recipe number below; the kernel is rebuilt only
+# when the key changes. A flock keeps two concurrent callers from building
+# twice. Without DME_VM_CACHE, a non-writable /var/cache falls back to
+# ${XDG_CACHE_HOME:-~/.cache}/dme-vm.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
 	--out) out=${2:?--out needs a directory}; shift 2 ;;
 	--print-dir) mode=print; shift ;;
 	--check) mode=check; shift ;;
-	-h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
@@ -61,7 +63,9 @@ check_tools
 [ -f "$opts" ] || die "options file $opts not found"
 
 version=$(dpkg-query -W -f='${Version}' "$src_pkg")
-sum=$( { cat "$opts"; echo "recipe=$recipe"; } | sha256sum | cut -c1-16)
+# Only the option lines count: editing a comment does not rebuild the kernel.
+sum=$( { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$opts"; echo "recipe=$recipe"; } |
+	sha256sum | cut -c1-16)
 key="$(printf '%s' "$version" | tr -c 'A-Za-z0-9.+_-' '_')-$sum"
 
 cache_root=${DME_VM_CACHE:-}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Boots one dme VM-tier guest in QEMU and turns what it printed into TAP.
 
-    run-vm.py --kernel bzImage --initrd guest.cpio.gz [--shape basic|numa]
+    run-vm.py --kernel bzImage --initrd guest.cpio.gz [--shape basic|numa|mock]
               [--append "extra kernel args"] [--timeout 300] [--log-dir DIR]
               [--expect-dmar-fault]
 
