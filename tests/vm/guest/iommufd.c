@@ -3,6 +3,7 @@
  * Guest check of the iommufd path dme drives: /dev/iommu + the VFIO cdev of
  * an NVMe controller behind QEMU's emulated VT-d (aw-bits 39).
  */
+#include "ioas.h"
 #include "vmtest.h"
 
 #include <errno.h>
@@ -44,75 +45,6 @@ _Static_assert(sizeof(struct iommu_ioas_map_file) == 40, "iommu_ioas_map_file AB
 #define IOVA_B 0x80000000ull   /* 2 GiB */
 #define IOVA_DST 0x10000000ull /* in the second IOAS */
 #define IOVA_CHILD 0x50000000ull
-
-#define MAP_RW (IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
-#define MAP_FIXED_RW (IOMMU_IOAS_MAP_FIXED_IOVA | MAP_RW)
-
-static int iommufd = -1;
-
-static int ioas_alloc(uint32_t *id)
-{
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	int rc = ioctl(iommufd, IOMMU_IOAS_ALLOC, &a);
-
-	*id = a.out_ioas_id;
-	return rc;
-}
-
-static int ioas_map(uint32_t ioas, uint32_t flags, void *va, uint64_t len, uint64_t *iova)
-{
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = flags,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = *iova,
-	};
-	int rc = ioctl(iommufd, IOMMU_IOAS_MAP, &m);
-
-	if (rc == 0)
-		*iova = m.iova;
-	return rc;
-}
-
-static int ioas_map_fixed(uint32_t ioas, void *va, uint64_t len, uint64_t iova)
-{
-	return ioas_map(ioas, MAP_FIXED_RW, va, len, &iova);
-}
-
-static int ioas_unmap(uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *unmapped)
-{
-	struct iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = ioas, .iova = iova, .length = len };
-	int rc = ioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
-
-	if (unmapped)
-		*unmapped = rc == 0 ? u.length : 0;
-	return rc;
-}
-
-static int destroy(uint32_t id)
-{
-	struct iommu_destroy d = { .size = sizeof(d), .id = id };
-
-	return ioctl(iommufd, IOMMU_DESTROY, &d);
-}
-
-/* Fills r[] (up to max) and returns the kernel's count, or -1. */
-static int iova_ranges(uint32_t ioas, struct iommu_iova_range *r, uint32_t max, uint64_t *align)
-{
-	struct iommu_ioas_iova_ranges q = {
-		.size = sizeof(q),
-		.ioas_id = ioas,
-		.num_iovas = max,
-		.allowed_iovas = (uintptr_t)r,
-	};
-
-	if (ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q) != 0)
-		return -1;
-	*align = q.out_iova_alignment;
-	return (int)q.num_iovas;
-}
 
 /* ---- the RLIMIT_MEMLOCK check runs in a child without CAP_IPC_LOCK ---- */
 
@@ -218,14 +150,14 @@ int main(void)
 	tap_init("iommufd");
 	struct vm_nvme dev = vm_first_vfio_nvme();
 
-	iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (iommufd < 0)
+	iommufd_open();
+	if (vm_iommufd < 0)
 		tap_fatal("open /dev/iommu: %s", strerror(errno));
 	tap_check(true, "open /dev/iommu");
 
 	if (!tap_ok_rc(ioas_alloc(&ioas), "IOAS_ALLOC") || ioas == 0)
 		tap_fatal("IOAS_ALLOC returned a usable id");
-	n = iova_ranges(ioas, r, 4, &align);
+	n = ioas_iova_ranges(ioas, r, 4, &align);
 	tap_check(n == 1 && r[0].start == 0 && r[0].last == UINT64_MAX && align == 1,
 		  "fresh IOAS: IOVA_RANGES is [0, 2^64-1] with alignment 1");
 
@@ -234,7 +166,7 @@ int main(void)
 		tap_fatal("open %s (cdev of %s): %s", dev.cdev, dev.bdf, strerror(errno));
 	tap_check(true, "open the NVMe cdev %s (%s)", dev.cdev, dev.bdf);
 
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = vm_iommufd };
 	if (!tap_ok_rc(ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind), "VFIO_DEVICE_BIND_IOMMUFD"))
 		tap_fatal("device bound to iommufd");
 	tap_check(bind.out_devid != 0, "BIND_IOMMUFD returns a non-zero device id (%u)",
@@ -254,7 +186,7 @@ int main(void)
 		.data_len = sizeof(vtd),
 		.data_uptr = (uintptr_t)&vtd,
 	};
-	if (tap_ok_rc(ioctl(iommufd, IOMMU_GET_HW_INFO, &hw), "GET_HW_INFO")) {
+	if (tap_ok_rc(ioctl(vm_iommufd, IOMMU_GET_HW_INFO, &hw), "GET_HW_INFO")) {
 		tap_eq_u64(hw.out_data_type, IOMMU_HW_INFO_TYPE_INTEL_VTD,
 			   "GET_HW_INFO reports an Intel VT-d IOMMU");
 		tap_diag("VT-d cap_reg 0x%llx ecap_reg 0x%llx", (unsigned long long)vtd.cap_reg,
@@ -265,11 +197,11 @@ int main(void)
 
 	/* Geometry after attach. */
 	struct iommu_ioas_iova_ranges q0 = { .size = sizeof(q0), .ioas_id = ioas, .num_iovas = 0 };
-	tap_errno(ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q0), EMSGSIZE,
+	tap_errno(ioctl(vm_iommufd, IOMMU_IOAS_IOVA_RANGES, &q0), EMSGSIZE,
 		  "IOVA_RANGES with no room fails EMSGSIZE");
 	tap_eq_u64(q0.num_iovas, 2, "... and reports the 2 ranges it needs");
 	memset(r, 0, sizeof(r));
-	n = iova_ranges(ioas, r, 4, &align);
+	n = ioas_iova_ranges(ioas, r, 4, &align);
 	tap_eq_u64((uint64_t)n, 2, "IOVA_RANGES after attach: 2 ranges");
 	tap_check(r[0].start == 0 && r[0].last == MSI_START - 1,
 		  "range 0 is 0x0-0xfedfffff (got 0x%llx-0x%llx)", (unsigned long long)r[0].start,
@@ -287,7 +219,7 @@ int main(void)
 
 	tap_ok_rc(ioas_map_fixed(ioas, huge, SZ_2M, IOVA_A), "IOAS_MAP FIXED_IOVA 2 MiB hugepage at 0x40000000");
 	iova = IOVA_A + SZ_1M;
-	tap_errno(ioas_map(ioas, MAP_FIXED_RW, huge + SZ_2M, SZ_2M, &iova), EEXIST,
+	tap_errno(ioas_map(ioas, IOAS_MAP_FIXED_RW, huge + SZ_2M, SZ_2M, &iova), EEXIST,
 		  "IOAS_MAP overlapping the mapping (0x40100000) fails EEXIST");
 	tap_errno(ioas_map_fixed(ioas, huge + SZ_2M, SZ_2M, IOVA_A), EEXIST,
 		  "IOAS_MAP at the same IOVA fails EEXIST");
@@ -304,7 +236,7 @@ int main(void)
 
 	/* Automatic IOVA: the kernel picks; it must avoid the reserved window. */
 	iova = 0;
-	if (tap_ok_rc(ioas_map(ioas, MAP_RW, huge + SZ_2M, SZ_2M, &iova),
+	if (tap_ok_rc(ioas_map(ioas, IOAS_MAP_RW, huge + SZ_2M, SZ_2M, &iova),
 		      "IOAS_MAP without FIXED_IOVA picks an IOVA")) {
 		tap_diag("automatic IOVA 0x%llx", (unsigned long long)iova);
 		tap_check(iova % SZ_2M == 0 && iova + SZ_2M - 1 <= APERTURE_LAST &&
@@ -326,26 +258,26 @@ int main(void)
 	if (tap_ok_rc(ioas_alloc(&ioas2), "IOAS_ALLOC a second IOAS")) {
 		struct iommu_ioas_copy c = {
 			.size = sizeof(c),
-			.flags = MAP_FIXED_RW,
+			.flags = IOAS_MAP_FIXED_RW,
 			.dst_ioas_id = ioas2,
 			.src_ioas_id = ioas,
 			.length = SZ_2M,
 			.dst_iova = IOVA_DST,
 			.src_iova = IOVA_A,
 		};
-		tap_ok_rc(ioctl(iommufd, IOMMU_IOAS_COPY, &c),
+		tap_ok_rc(ioctl(vm_iommufd, IOMMU_IOAS_COPY, &c),
 			  "IOAS_COPY 2 MiB from 0x40000000 to 0x10000000 in the second IOAS");
 		c.src_iova = IOVA_A + SZ_2M;
 		c.dst_iova = IOVA_DST + 4 * SZ_2M;
-		tap_errno(ioctl(iommufd, IOMMU_IOAS_COPY, &c), ENOENT,
+		tap_errno(ioctl(vm_iommufd, IOMMU_IOAS_COPY, &c), ENOENT,
 			  "IOAS_COPY of an unmapped source range fails ENOENT");
 		c.src_iova = IOVA_A;
 		c.dst_iova = IOVA_DST;
-		tap_errno(ioctl(iommufd, IOMMU_IOAS_COPY, &c), EEXIST,
+		tap_errno(ioctl(vm_iommufd, IOMMU_IOAS_COPY, &c), EEXIST,
 			  "IOAS_COPY onto the copy fails EEXIST");
 		tap_ok_rc(ioas_unmap(ioas2, IOVA_DST, SZ_2M, &unmapped), "IOAS_UNMAP of the copy");
 		tap_eq_u64(unmapped, SZ_2M, "... returns 2 MiB unmapped");
-		tap_ok_rc(destroy(ioas2), "DESTROY the second IOAS");
+		tap_ok_rc(iommufd_destroy(ioas2), "DESTROY the second IOAS");
 	}
 
 	tap_ok_rc(ioas_unmap(ioas, IOVA_A, SZ_2M, &unmapped), "IOAS_UNMAP of the 2 MiB mapping");
@@ -370,14 +302,14 @@ int main(void)
 	if (mfd >= 0 && ftruncate(mfd, (off_t)SZ_2M) == 0) {
 		struct iommu_ioas_map_file mf = {
 			.size = sizeof(mf),
-			.flags = MAP_FIXED_RW,
+			.flags = IOAS_MAP_FIXED_RW,
 			.ioas_id = ioas,
 			.fd = mfd,
 			.start = 0,
 			.length = SZ_2M,
 			.iova = IOVA_B,
 		};
-		int rc = ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &mf);
+		int rc = ioctl(vm_iommufd, IOMMU_IOAS_MAP_FILE, &mf);
 		if (rc == -1 && errno == ENOTTY) {
 			tap_skip("kernel has no IOAS_MAP_FILE (ENOTTY; it arrived in 6.13)",
 				 "IOAS_MAP_FILE of a 2 MiB hugetlb memfd");
@@ -394,15 +326,15 @@ int main(void)
 	check_memlock(ioas);
 
 	/* Teardown order: an attached IOAS cannot be destroyed. */
-	tap_errno(destroy(ioas), EBUSY, "DESTROY of the IOAS while the device is attached fails EBUSY");
+	tap_errno(iommufd_destroy(ioas), EBUSY, "DESTROY of the IOAS while the device is attached fails EBUSY");
 	struct vfio_device_detach_iommufd_pt det = { .argsz = sizeof(det) };
 	tap_ok_rc(ioctl(devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &det), "VFIO_DEVICE_DETACH_IOMMUFD_PT");
-	n = iova_ranges(ioas, r, 4, &align);
+	n = ioas_iova_ranges(ioas, r, 4, &align);
 	tap_check(n == 1 && r[0].start == 0 && r[0].last == UINT64_MAX && align == 1,
 		  "after detach IOVA_RANGES is [0, 2^64-1] with alignment 1 again");
-	tap_ok_rc(destroy(ioas), "DESTROY of the detached IOAS");
+	tap_ok_rc(iommufd_destroy(ioas), "DESTROY of the detached IOAS");
 	close(devfd);
-	close(iommufd);
+	close(vm_iommufd);
 	munmap(huge, 4 * SZ_2M);
 	return tap_done();
 }

@@ -6,6 +6,7 @@
  * versions, so this program is compiled against the header of the very
  * kernel tree the guest runs (tests/vm/build-kernel.sh exports it).
  */
+#include "ioas.h"
 #include "vmtest.h"
 
 #include <errno.h>
@@ -26,15 +27,10 @@
 #define IOVA_COPY 0x2000000ull
 #define IOVA_HUGE 0x4000000ull
 
-#define MAP_FIXED_RW \
-	(IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE)
-
-static int iommufd = -1;
-
 static int test_cmd(struct iommu_test_cmd *c)
 {
 	c->size = sizeof(*c);
-	return ioctl(iommufd, IOMMU_TEST_CMD, c);
+	return ioctl(vm_iommufd, IOMMU_TEST_CMD, c);
 }
 
 static int mock_domain(uint32_t ioas, struct iommu_test_cmd *out)
@@ -66,46 +62,6 @@ static int check_refs(const void *p, uint64_t len, uint32_t refs)
 	return test_cmd(&c);
 }
 
-static int ioas_alloc(uint32_t *id)
-{
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
-	int rc = ioctl(iommufd, IOMMU_IOAS_ALLOC, &a);
-
-	*id = a.out_ioas_id;
-	return rc;
-}
-
-static int ioas_map(uint32_t ioas, void *va, uint64_t len, uint64_t iova)
-{
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = MAP_FIXED_RW,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = iova,
-	};
-
-	return ioctl(iommufd, IOMMU_IOAS_MAP, &m);
-}
-
-static int ioas_unmap(uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *unmapped)
-{
-	struct iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = ioas, .iova = iova, .length = len };
-	int rc = ioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
-
-	if (unmapped)
-		*unmapped = rc == 0 ? u.length : 0;
-	return rc;
-}
-
-static int destroy(uint32_t id)
-{
-	struct iommu_destroy d = { .size = sizeof(d), .id = id };
-
-	return ioctl(iommufd, IOMMU_DESTROY, &d);
-}
-
 int main(void)
 {
 	struct iommu_test_cmd md, md2;
@@ -122,8 +78,8 @@ int main(void)
 			  DME_VM_KERNEL_KEY[strlen(u.release)] == '-',
 		  "iommufd_test.h comes from the running kernel's tree (%s)", u.release);
 
-	iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	if (iommufd < 0)
+	iommufd_open();
+	if (vm_iommufd < 0)
 		tap_fatal("open /dev/iommu: %s", strerror(errno));
 	if (!tap_ok_rc(ioas_alloc(&ioas), "IOAS_ALLOC"))
 		tap_fatal("IOAS for the mock domain");
@@ -142,7 +98,7 @@ int main(void)
 	struct iommu_ioas_iova_ranges q = {
 		.size = sizeof(q), .ioas_id = ioas, .num_iovas = 4, .allowed_iovas = (uintptr_t)r,
 	};
-	if (tap_ok_rc(ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q), "IOVA_RANGES with the mock domain")) {
+	if (tap_ok_rc(ioctl(vm_iommufd, IOMMU_IOAS_IOVA_RANGES, &q), "IOVA_RANGES with the mock domain")) {
 		tap_check(q.num_iovas == 1 && r[0].start == APERTURE_START && r[0].last == APERTURE_LAST,
 			  "one range 0x1000000-0x7fffffff (got %u, first 0x%llx-0x%llx)", q.num_iovas,
 			  (unsigned long long)r[0].start, (unsigned long long)r[0].last);
@@ -155,11 +111,11 @@ int main(void)
 		tap_fatal("allocate 1 MiB of 4 KiB pages and one 2 MiB hugepage");
 	tap_ok_rc(check_refs(buf, SZ_1M, 0), "MD_CHECK_REFS 0 before any map");
 
-	tap_errno(ioas_map(ioas, buf, SZ_1M, APERTURE_START - SZ_1M), EINVAL,
+	tap_errno(ioas_map_fixed(ioas, buf, SZ_1M, APERTURE_START - SZ_1M), EINVAL,
 		  "IOAS_MAP below the mock aperture fails EINVAL");
-	tap_errno(ioas_map(ioas, buf, SZ_1M, APERTURE_LAST + 1), EINVAL,
+	tap_errno(ioas_map_fixed(ioas, buf, SZ_1M, APERTURE_LAST + 1), EINVAL,
 		  "IOAS_MAP above the mock aperture fails EINVAL");
-	tap_ok_rc(ioas_map(ioas, buf, SZ_1M, IOVA_A), "IOAS_MAP 1 MiB at 0x1000000");
+	tap_ok_rc(ioas_map_fixed(ioas, buf, SZ_1M, IOVA_A), "IOAS_MAP 1 MiB at 0x1000000");
 	tap_ok_rc(check_map(hwpt, IOVA_A, SZ_1M, buf), "MD_CHECK_MAP with the right user pointer");
 	tap_errno(check_map(hwpt, IOVA_A, SZ_1M, buf + SZ_4K), EINVAL,
 		  "MD_CHECK_MAP with the pointer shifted by 4 KiB fails EINVAL");
@@ -174,25 +130,25 @@ int main(void)
 		uint32_t hwpt2 = md2.mock_domain.out_hwpt_id;
 		struct iommu_ioas_copy c = {
 			.size = sizeof(c),
-			.flags = MAP_FIXED_RW,
+			.flags = IOAS_MAP_FIXED_RW,
 			.dst_ioas_id = ioas2,
 			.src_ioas_id = ioas,
 			.length = SZ_1M,
 			.dst_iova = IOVA_COPY,
 			.src_iova = IOVA_A,
 		};
-		tap_ok_rc(ioctl(iommufd, IOMMU_IOAS_COPY, &c), "IOAS_COPY the 1 MiB into it");
+		tap_ok_rc(ioctl(vm_iommufd, IOMMU_IOAS_COPY, &c), "IOAS_COPY the 1 MiB into it");
 		tap_ok_rc(check_map(hwpt2, IOVA_COPY, SZ_1M, buf),
 			  "MD_CHECK_MAP: the copy maps the same pages");
 		tap_ok_rc(check_refs(buf, SZ_1M, 1), "MD_CHECK_REFS still 1: the copy shares the pin");
-		tap_ok_rc(ioas_map(ioas2, buf, SZ_1M, IOVA_A), "IOAS_MAP the same memory again in IOAS 2");
+		tap_ok_rc(ioas_map_fixed(ioas2, buf, SZ_1M, IOVA_A), "IOAS_MAP the same memory again in IOAS 2");
 		tap_ok_rc(check_refs(buf, SZ_1M, 2), "MD_CHECK_REFS 2: a second IOAS_MAP pins again");
 		tap_ok_rc(ioas_unmap(ioas2, 0, UINT64_MAX, &unmapped), "IOAS_UNMAP all of IOAS 2");
 		tap_eq_u64(unmapped, 2 * SZ_1M, "... returns 2 MiB");
 		tap_ok_rc(check_refs(buf, SZ_1M, 1), "MD_CHECK_REFS back to 1");
-		tap_errno(destroy(ioas2), EBUSY, "DESTROY of IOAS 2 with the mock device attached fails EBUSY");
-		tap_ok_rc(destroy(md2.mock_domain.out_stdev_id), "DESTROY the second mock device");
-		tap_ok_rc(destroy(ioas2), "DESTROY IOAS 2");
+		tap_errno(iommufd_destroy(ioas2), EBUSY, "DESTROY of IOAS 2 with the mock device attached fails EBUSY");
+		tap_ok_rc(iommufd_destroy(md2.mock_domain.out_stdev_id), "DESTROY the second mock device");
+		tap_ok_rc(iommufd_destroy(ioas2), "DESTROY IOAS 2");
 	}
 
 	tap_ok_rc(ioas_unmap(ioas, IOVA_A, SZ_1M, &unmapped), "IOAS_UNMAP the 1 MiB");
@@ -201,17 +157,17 @@ int main(void)
 	tap_errno(check_map(hwpt, IOVA_A, SZ_1M, buf), EINVAL, "MD_CHECK_MAP fails EINVAL after unmap");
 
 	/* Hugepage-backed: the page table must hold every 2 KiB piece of it. */
-	tap_ok_rc(ioas_map(ioas, huge, SZ_2M, IOVA_HUGE), "IOAS_MAP a 2 MiB hugepage at 0x4000000");
+	tap_ok_rc(ioas_map_fixed(ioas, huge, SZ_2M, IOVA_HUGE), "IOAS_MAP a 2 MiB hugepage at 0x4000000");
 	tap_ok_rc(check_map(hwpt, IOVA_HUGE, SZ_2M, huge), "MD_CHECK_MAP of the hugepage");
 	tap_errno(check_map(hwpt, IOVA_HUGE + SZ_4K, SZ_4K, huge), EINVAL,
 		  "MD_CHECK_MAP with a mismatched offset inside it fails EINVAL");
 	tap_ok_rc(ioas_unmap(ioas, IOVA_HUGE, SZ_2M, &unmapped), "IOAS_UNMAP the hugepage");
 	tap_eq_u64(unmapped, SZ_2M, "... returns 2 MiB");
 
-	tap_ok_rc(destroy(md.mock_domain.out_stdev_id), "DESTROY the mock device");
-	tap_ok_rc(destroy(ioas), "DESTROY the IOAS");
+	tap_ok_rc(iommufd_destroy(md.mock_domain.out_stdev_id), "DESTROY the mock device");
+	tap_ok_rc(iommufd_destroy(ioas), "DESTROY the IOAS");
 	munmap(buf, SZ_1M);
 	munmap(huge, SZ_2M);
-	close(iommufd);
+	close(vm_iommufd);
 	return tap_done();
 }

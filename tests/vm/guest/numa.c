@@ -6,6 +6,7 @@
  * no libnuma in the guest. Ends with a hugepage on node 1 mapped for DMA by
  * the node-1 device through iommufd.
  */
+#include "ioas.h"
 #include "vmtest.h"
 
 #include <errno.h>
@@ -75,43 +76,31 @@ static void check_on_node(void *p, int n, size_t pgsz, int want, const char *wha
 /* The node-1 device maps node-1 memory, the way dme would. */
 static void dma_map_on_node1(const struct vm_nvme *dev, void *huge)
 {
-	int iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	int devfd = open(dev->cdev, O_RDWR | O_CLOEXEC);
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	uint64_t unmapped;
+	uint32_t ioas;
 
-	if (iommufd < 0 || devfd < 0) {
+	if (iommufd_open() < 0 || devfd < 0) {
 		tap_check(false, "open /dev/iommu and %s: %s", dev->cdev, strerror(errno));
 		goto out;
 	}
-	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
-	if (!tap_ok_rc(ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind) ||
-			       ioctl(iommufd, IOMMU_IOAS_ALLOC, &a),
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = vm_iommufd };
+	if (!tap_ok_rc(ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind) || ioas_alloc(&ioas),
 		       "node-1 device: BIND_IOMMUFD + IOAS_ALLOC"))
 		goto out;
-	struct vfio_device_attach_iommufd_pt att = { .argsz = sizeof(att), .pt_id = a.out_ioas_id };
+	struct vfio_device_attach_iommufd_pt att = { .argsz = sizeof(att), .pt_id = ioas };
 	if (!tap_ok_rc(ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &att),
 		       "node-1 device: ATTACH_IOMMUFD_PT"))
 		goto out;
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = a.out_ioas_id,
-		.user_va = (uintptr_t)huge,
-		.length = SZ_2M,
-		.iova = 0x40000000ull,
-	};
-	tap_ok_rc(ioctl(iommufd, IOMMU_IOAS_MAP, &m),
+	tap_ok_rc(ioas_map_fixed(ioas, huge, SZ_2M, 0x40000000ull),
 		  "node-1 device: IOAS_MAP of the node-1 hugepage at 0x40000000");
-	struct iommu_ioas_unmap u = {
-		.size = sizeof(u), .ioas_id = a.out_ioas_id, .iova = 0x40000000ull, .length = SZ_2M,
-	};
-	tap_ok_rc(ioctl(iommufd, IOMMU_IOAS_UNMAP, &u), "node-1 device: IOAS_UNMAP");
-	tap_eq_u64(u.length, SZ_2M, "node-1 device: ... returns 2 MiB");
+	tap_ok_rc(ioas_unmap(ioas, 0x40000000ull, SZ_2M, &unmapped), "node-1 device: IOAS_UNMAP");
+	tap_eq_u64(unmapped, SZ_2M, "node-1 device: ... returns 2 MiB");
 out:
 	if (devfd >= 0)
 		close(devfd);
-	if (iommufd >= 0)
-		close(iommufd);
+	if (vm_iommufd >= 0)
+		close(vm_iommufd);
 }
 
 int main(void)
