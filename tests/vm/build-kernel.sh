@@ -66,9 +66,10 @@ main() {
 	[ -f "$opts" ] || die "options file $opts not found"
 
 	version=$(dpkg-query -W -f='${Version}' "$src_pkg")
-	# Only the option lines count: editing a comment does not rebuild the kernel.
-	sum=$( { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$opts"; echo "recipe=$recipe"; } |
-		sha256sum | cut -c1-16)
+	# The option lines without comments and blanks: they alone make the key,
+	# so editing a comment does not rebuild the kernel.
+	mapfile -t opt_lines < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$opts")
+	sum=$( { printf '%s\n' "${opt_lines[@]}"; echo "recipe=$recipe"; } | sha256sum | cut -c1-16)
 	key="$(printf '%s' "$version" | tr -c 'A-Za-z0-9.+_-' '_')-$sum"
 
 	cache_root=${DME_VM_CACHE:-}
@@ -148,19 +149,16 @@ main() {
 	src=$work/linux-source-6.12
 	[ -f "$src/Makefile" ] || die "tarball did not unpack to $src"
 
-	say "[2/5] configuring: tinyconfig + $(grep -cv '^\s*\(#\|$\)' "$opts") options ($(elapsed))"
+	say "[2/5] configuring: tinyconfig + ${#opt_lines[@]} options ($(elapsed))"
 	cfg_args=()
-	while read -r line; do
-		line=${line%%#*}
-		line=$(echo "$line" | tr -d '[:space:]')
-		[ -n "$line" ] || continue
+	for line in "${opt_lines[@]}"; do
 		case $line in
 		*=n) cfg_args+=(--disable "${line%=n}") ;;
 		*=y) cfg_args+=(--enable "${line%=y}") ;;
 		*=*) cfg_args+=(--set-val "${line%%=*}" "${line#*=}") ;;
 		*) cfg_args+=(--enable "$line") ;;
 		esac
-	done <"$opts"
+	done
 	{
 		make -C "$src" tinyconfig
 		"$src/scripts/config" --file "$src/.config" "${cfg_args[@]}"
@@ -169,17 +167,14 @@ main() {
 
 	# Every option must have survived olddefconfig (an unmet dependency drops it).
 	bad=()
-	while read -r line; do
-		line=${line%%#*}
-		line=$(echo "$line" | tr -d '[:space:]')
-		[ -n "$line" ] || continue
+	for line in "${opt_lines[@]}"; do
 		case $line in
 		*=n) grep -qx "# CONFIG_${line%=n} is not set" "$src/.config" ||
 			! grep -q "^CONFIG_${line%=n}=" "$src/.config" || bad+=("$line") ;;
 		*=*) grep -qx "CONFIG_$line" "$src/.config" || bad+=("$line") ;;
 		*) grep -qx "CONFIG_$line=y" "$src/.config" || bad+=("$line") ;;
 		esac
-	done <"$opts"
+	done
 	[ ${#bad[@]} -eq 0 ] || die "options not in effect after olddefconfig: ${bad[*]} (check their dependencies)"
 
 	say "[3/5] compiling bzImage with make -j$jobs ($(elapsed))"
