@@ -39,9 +39,10 @@ if [ $want_vm -eq 1 ]; then
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 	done
 fi
-# <linux/iommufd.h> arrives with the 6.12 linux-libc-dev from backports.
+# <linux/iommufd.h> and the VFIO cdev ioctls arrive with the 6.12
+# linux-libc-dev from backports (bookworm's 6.1 headers have neither).
 hdr_ok=1
-[ -f /usr/include/linux/iommufd.h ] && grep -q IOMMU_IOAS_MAP_FILE /usr/include/linux/iommufd.h || hdr_ok=0
+[ -f /usr/include/linux/iommufd.h ] && grep -q VFIO_DEVICE_BIND_IOMMUFD /usr/include/linux/vfio.h || hdr_ok=0
 
 if [ ${#missing[@]} -gt 0 ] || [ $hdr_ok -eq 0 ] || [ "${need_update:-0}" = 1 ]; then
 	export DEBIAN_FRONTEND=noninteractive

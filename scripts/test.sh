@@ -21,7 +21,7 @@ setup() {	# dir, args...
 	ninja -C "$dir"
 }
 
-setup "$prefix" --werror || exit 1
+setup "$prefix" --werror -Dvm_tests=enabled || exit 1
 meson test -C "$prefix" --print-errorlogs --num-processes 2 "$@" || rc=1
 
 if setup "$prefix-tsan" --werror -Db_sanitize=thread -Dvm_tests=disabled; then

@@ -9,12 +9,12 @@
 #
 # Source: Debian's linux-source-6.12 tarball. Config: `make tinyconfig` plus
 # tests/vm/guest-kernel.options. Result, outside any source or build tree:
-#   ${DME_VM_CACHE:-/var/cache/dme-vm}/<key>/{bzImage,config,build.log,
+#   ${DMEVM_CACHE:-/var/cache/dme-vm}/<key>/{bzImage,config,build.log,
 #       include/iommufd_test.h, include/linux/{iommufd,vfio}.h, key}
 # <key> = source package version + sha256 of the options (comments and blank
 # lines ignored) and of the recipe number below; the kernel is rebuilt only
 # when the key changes. A flock keeps two concurrent callers from building
-# twice. Without DME_VM_CACHE, a non-writable /var/cache falls back to
+# twice. Without DMEVM_CACHE, a non-writable /var/cache falls back to
 # ${XDG_CACHE_HOME:-~/.cache}/dme-vm.
 set -euo pipefail
 
@@ -72,7 +72,7 @@ main() {
 	sum=$( { printf '%s\n' "${opt_lines[@]}"; echo "recipe=$recipe"; } | sha256sum | cut -c1-16)
 	key="$(printf '%s' "$version" | tr -c 'A-Za-z0-9.+_-' '_')-$sum"
 
-	cache_root=${DME_VM_CACHE:-}
+	cache_root=${DMEVM_CACHE:-}
 	if [ -z "$cache_root" ]; then
 		cache_root=/var/cache/dme-vm
 		if ! mkdir -p "$cache_root" 2>/dev/null || [ ! -w "$cache_root" ]; then
@@ -122,7 +122,7 @@ main() {
 		finish
 	fi
 
-	mkdir -p "$cache_root" || die "cannot create $cache_root (set DME_VM_CACHE)"
+	mkdir -p "$cache_root" || die "cannot create $cache_root (set DMEVM_CACHE)"
 	exec 9>"$cache_root/.lock-$key"
 	if ! flock -n 9; then
 		say "another process is building kernel $key; waiting for it"

@@ -32,9 +32,9 @@ fi
 missing=()
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
-busybox=${DME_VM_BUSYBOX:-/bin/busybox}
+busybox=${DMEVM_BUSYBOX:-/bin/busybox}
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' &&
-   [ -z "${DME_VM_BUSYBOX:-}" ]; then
+   [ -z "${DMEVM_BUSYBOX:-}" ]; then
 	missing+=(busybox-static)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -91,7 +91,7 @@ def skip_all(reason):
 
 
 def find_qemu():
-    qemu = os.environ.get("DME_VM_QEMU") or shutil.which("qemu-system-x86_64")
+    qemu = os.environ.get("DMEVM_QEMU") or shutil.which("qemu-system-x86_64")
     if not qemu:
         skip_all("qemu-system-x86_64 not found: install package qemu-system-x86 "
                  "(scripts/install-deps.sh --vm)")
@@ -105,7 +105,7 @@ def find_qemu():
 
 
 def qemu_command(qemu, a, images, log_dir):
-    accel = os.environ.get("DME_VM_ACCEL", "tcg")
+    accel = os.environ.get("DMEVM_ACCEL", "tcg")
     shape = SHAPES[a.shape]
     iommu_args = "intel_iommu=on iommu=strict " if shape["viommu"] else ""
     append = (f"console=ttyS0 {iommu_args}panic=-1 "
@@ -239,7 +239,7 @@ def main():
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="basic")
     ap.add_argument("--append", default="")
-    ap.add_argument("--timeout", type=float, default=float(os.environ.get("DME_VM_TIMEOUT", 300)))
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get("DMEVM_TIMEOUT", 300)))
     ap.add_argument("--prog-timeout", type=int, default=240)
     ap.add_argument("--hugepages", type=int, default=64)
     ap.add_argument("--log-dir", default=None)
