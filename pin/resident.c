@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * resident.c - making DMA memory resident: batched prefault and the memlock
+ * budget that pinning must fit in.
+ *
+ * Prefault uses MADV_POPULATE_WRITE (Linux 5.14+) over large batches, so a
+ * gigabyte costs a handful of system calls and the kernel clears pages at
+ * memset speed; a kernel that does not know the advice (EINVAL) gets one
+ * written byte per page instead. Budget: the kernel charges pinned pages to
+ * RLIMIT_MEMLOCK unless the task has CAP_IPC_LOCK, so that is what we check,
+ * by capability (capget), never by uid. Thread-safe; no state.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include "compiler.h"
+#include "log_internal.h"
+#include "pin.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define POPULATE_BATCH (256ull << 20) /* bytes per madvise: large, yet interruptible */
+
+static void touch(char *va, size_t len, size_t page_size)
+{
+	/* fresh memory reads as zero, so writing zero changes nothing but residency */
+	for (size_t off = 0; off < len; off += page_size)
+		((volatile char *)va)[off] = 0;
+}
+
+int pin_populate(void *va, size_t len, size_t page_size, bool force_touch, bool *touched)
+{
+	char *p = va;
+	size_t off = 0;
+
+	if (force_touch)
+		goto touch_rest;
+	while (off < len) {
+		size_t n = len - off < POPULATE_BATCH ? len - off : POPULATE_BATCH;
+		if (madvise(p + off, n, MADV_POPULATE_WRITE) == 0) {
+			off += n;
+			continue;
+		}
+		int err = errno;
+		if (err == EINTR || err == EAGAIN)
+			continue;
+		if (err == EINVAL)
+			goto touch_rest; /* kernel before 5.14 */
+		/* ENOMEM / EFAULT / EHWPOISON: the pages could not be had */
+		return -err;
+	}
+	return 0;
+touch_rest:
+	touch(p + off, len - off, page_size);
+	*touched = true;
+	return 0;
+}
+
+static int read_locked(uint64_t *bytes)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[128];
+	uint64_t kb, sum = 0;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmLck: %" SCNu64 " kB", &kb) == 1 ||
+		    sscanf(line, "VmPin: %" SCNu64 " kB", &kb) == 1)
+			sum += kb << 10;
+	}
+	fclose(f);
+	*bytes = sum;
+	return 0;
+}
+
+static uint64_t rlim_bytes(rlim_t v)
+{
+	return v == RLIM_INFINITY ? UINT64_MAX : (uint64_t)v;
+}
+
+DME_EXPORT int dme_mem_budget(struct dme_mem_budget *out)
+{
+	struct dme_mem_budget b = {0};
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl))
+		return -errno;
+	int ret = read_locked(&b.locked);
+	if (ret)
+		return ret;
+	b.cap_ipc_lock = pin_has_cap(CAP_IPC_LOCK);
+	b.limit = rlim_bytes(rl.rlim_cur);
+	b.hard = rlim_bytes(rl.rlim_max);
+	b.unlimited = b.cap_ipc_lock || b.limit == UINT64_MAX;
+	b.avail = b.unlimited ? UINT64_MAX : b.limit > b.locked ? b.limit - b.locked : 0;
+	*out = b;
+	return 0;
+}
+
+DME_EXPORT int dme_mem_budget_check(uint64_t bytes)
+{
+	struct dme_mem_budget b;
+	char need[32], lim[32], locked[32], hard[32], want[32];
+
+	int ret = dme_mem_budget(&b);
+	if (ret) {
+		dme_err("cannot read the memlock budget: %s", strerror(-ret));
+		return ret;
+	}
+	if (b.unlimited || bytes <= b.avail)
+		return 0;
+	uint64_t total = b.locked + bytes < b.locked ? UINT64_MAX : b.locked + bytes;
+	pin_fmt_size(bytes, need, sizeof(need));
+	pin_fmt_size(b.limit, lim, sizeof(lim));
+	pin_fmt_size(b.locked, locked, sizeof(locked));
+	pin_fmt_size(total, want, sizeof(want));
+	if (b.hard == UINT64_MAX)
+		snprintf(hard, sizeof(hard), "unlimited");
+	else
+		pin_fmt_size(b.hard, hard, sizeof(hard));
+	dme_err("pinning %s of DMA memory needs RLIMIT_MEMLOCK >= %s, but the limit is %s "
+		"(hard limit %s) and %s is already locked by this process; raise it "
+		"(`ulimit -l %" PRIu64 "` in KiB, LimitMEMLOCK= in a systemd unit, memlock in "
+		"/etc/security/limits.conf) or grant CAP_IPC_LOCK",
+		need, want, lim, hard, locked, (total + 1023) >> 10);
+	return -ENOMEM;
+}
