@@ -380,8 +380,10 @@ DME_EXPORT int dme_mem_alloc(const struct dme_mem_params *p, struct dme_mem **ou
 	char sz[32], nd[32];
 	int ret;
 
-	if (!p || !out)
-		return -EINVAL;
+	if (!p || !out) {
+		ret = -EINVAL;
+		goto err;
+	}
 	ret = check_params(p);
 	if (ret)
 		goto err;

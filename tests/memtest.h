@@ -29,6 +29,7 @@
 
 #include "tap.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MT_4K 0x1000ull
 #define MT_2M 0x200000ull
 #define MT_1G 0x40000000ull
