@@ -107,7 +107,7 @@ DME_EXPORT int dme_mem_budget(struct dme_mem_budget *out)
 DME_EXPORT int dme_mem_budget_check(uint64_t bytes)
 {
 	struct dme_mem_budget b;
-	char need[32], lim[32], locked[32], hard[32], want[32];
+	char need[32], lim[32], locked[80], hard[32], want[32], sz[32];
 
 	int ret = dme_mem_budget(&b);
 	if (ret) {
@@ -119,16 +119,18 @@ DME_EXPORT int dme_mem_budget_check(uint64_t bytes)
 	uint64_t total = b.locked + bytes < b.locked ? UINT64_MAX : b.locked + bytes;
 	pin_fmt_size(bytes, need, sizeof(need));
 	pin_fmt_size(b.limit, lim, sizeof(lim));
-	pin_fmt_size(b.locked, locked, sizeof(locked));
 	pin_fmt_size(total, want, sizeof(want));
+	locked[0] = 0;
+	if (b.locked)
+		snprintf(locked, sizeof(locked), " and %s is already locked by this process",
+			 pin_fmt_size(b.locked, sz, sizeof(sz)));
 	if (b.hard == UINT64_MAX)
 		snprintf(hard, sizeof(hard), "unlimited");
 	else
 		pin_fmt_size(b.hard, hard, sizeof(hard));
 	dme_err("pinning %s of DMA memory needs RLIMIT_MEMLOCK >= %s, but the limit is %s "
-		"(hard limit %s) and %s is already locked by this process; raise it "
-		"(`ulimit -l %" PRIu64 "` in KiB, LimitMEMLOCK= in a systemd unit, memlock in "
-		"/etc/security/limits.conf) or grant CAP_IPC_LOCK",
+		"(hard limit %s)%s; raise it (`ulimit -l %" PRIu64 "` in KiB, LimitMEMLOCK= in a "
+		"systemd unit, memlock in /etc/security/limits.conf) or grant CAP_IPC_LOCK",
 		need, want, lim, hard, locked, (total + 1023) >> 10);
 	return -ENOMEM;
 }

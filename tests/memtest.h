@@ -165,8 +165,13 @@ static inline void child_ok(struct child_results *cr, int pass, const char *name
 	if (cr->n == CHILD_MAX)
 		return;
 	cr->r[cr->n].pass = pass;
-	snprintf(cr->r[cr->n].name, sizeof(cr->r[0].name), "%s", name);
-	snprintf(cr->r[cr->n].diag, sizeof(cr->r[0].diag), "%s", diag_msg ? diag_msg : "");
+	size_t nl = strnlen(name, sizeof(cr->r[0].name) - 1);
+	size_t dl = diag_msg ? strnlen(diag_msg, sizeof(cr->r[0].diag) - 1) : 0;
+	memcpy(cr->r[cr->n].name, name, nl);
+	cr->r[cr->n].name[nl] = 0;
+	if (dl)
+		memcpy(cr->r[cr->n].diag, diag_msg, dl);
+	cr->r[cr->n].diag[dl] = 0;
 	cr->n++;
 }
 
