@@ -83,7 +83,8 @@ static int make_resident(struct alloc_ctx *c, void *va, size_t len, size_t page_
 		dme_err("madvise(%p, %zu, MADV_DONTFORK) failed: %s", va, len, strerror(-ret));
 		return ret;
 	}
-	return pin_populate(va, len, page_size, c->p->flags & DME_MEM_F_TOUCH, &c->touched);
+	return pin_populate(va, len, page_size, c->p->populate_threads,
+			    c->p->flags & DME_MEM_F_TOUCH, &c->touched);
 }
 
 static int open_hugetlbfs_file(size_t page_size, char *dir, size_t dlen)
@@ -367,6 +368,10 @@ static int check_params(const struct dme_mem_params *p)
 		dme_err("DMA memory: unknown hugepage preference %d", (int)p->hugepage);
 		return -EINVAL;
 	}
+	if (p->populate_threads > 64) {
+		dme_err("DMA memory: %u prefault threads asked, at most 64", p->populate_threads);
+		return -EINVAL;
+	}
 	if (p->flags & ~DME_MEM_F_ALL) {
 		dme_err("DMA memory: unknown flags %#x", p->flags & ~DME_MEM_F_ALL);
 		return -EINVAL;
@@ -452,6 +457,8 @@ DME_EXPORT int dme_mem_alloc(const struct dme_mem_params *p, struct dme_mem **ou
 	}
 	if (p->flags & DME_MEM_F_NO_VERIFY)
 		m->node_actual = -1;
+	else if (pin_place_single_node(&c.pl))
+		m->node_actual = c.pl.node; /* one memory node: nowhere else to land */
 	else
 		pin_place_verify(m, &c.pl);
 	pin_stat_alloc(m);

@@ -70,15 +70,18 @@ struct pin_place {
 int pin_place_resolve(const struct dme_mem_params *p, struct dme_mem *m, struct pin_place *pl);
 /* Applies @pl to [va, va+len) before it is faulted in. */
 int pin_place_apply(void *va, size_t len, const struct pin_place *pl);
+/* True when every page must land on pl->node: one memory node, no interleave. */
+bool pin_place_single_node(const struct pin_place *pl);
 /* Queries where the pages of @m landed; sets node_actual / pages_misplaced
  * and notes MISPLACED. */
 void pin_place_verify(struct dme_mem *m, const struct pin_place *pl);
 
 /* --- resident.c ------------------------------------------------------ */
 
-/* Prefaults [va, va+len) for writing; on a kernel without
- * MADV_POPULATE_WRITE (or with @touch) writes one byte per @page_size.
- * Sets *touched when it fell back to touching. */
-int pin_populate(void *va, size_t len, size_t page_size, bool touch, bool *touched);
+/* Prefaults [va, va+len) for writing with @threads threads (0: auto); on a
+ * kernel without MADV_POPULATE_WRITE (or with @touch) writes one byte per
+ * @page_size. Sets *touched when it fell back to touching. */
+int pin_populate(void *va, size_t len, size_t page_size, unsigned threads, bool touch,
+		 bool *touched);
 
 #endif

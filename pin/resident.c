@@ -4,15 +4,21 @@
  * budget that pinning must fit in.
  *
  * Prefault uses MADV_POPULATE_WRITE (Linux 5.14+) over large batches, so a
- * gigabyte costs a handful of system calls and the kernel clears pages at
- * memset speed; a kernel that does not know the advice (EINVAL) gets one
- * written byte per page instead. Budget: the kernel charges pinned pages to
+ * gigabyte costs a handful of system calls; a kernel that does not know the
+ * advice (EINVAL) gets one written byte per page instead. The kernel clears
+ * each new page with ordinary stores, about 60% of a streaming memset, so
+ * large ranges are split on page boundaries over short-lived helper threads
+ * (blocked signals; joined before returning): clearing is then bound by
+ * memory bandwidth rather than one core. Budget: the kernel charges pinned pages to
  * RLIMIT_MEMLOCK unless the task has CAP_IPC_LOCK, so that is what we check,
  * by capability (capget), never by uid. Thread-safe; no state.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/capability.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,7 +32,17 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define POPULATE_BATCH (256ull << 20) /* bytes per madvise: large, yet interruptible */
+#define POPULATE_BATCH (256ull << 20)	   /* bytes per madvise: large, yet interruptible */
+#define POPULATE_MIN_PER_THREAD (32ull << 20) /* below this a helper thread costs more than it saves */
+#define POPULATE_AUTO_MAX 8		   /* helper threads "auto" starts at most */
+#define POPULATE_MAX 64			   /* hard cap on threads for one call */
+
+struct pop_job {
+	char *va;
+	size_t len, page_size;
+	bool touch, touched;
+	int ret;
+};
 
 static void touch(char *va, size_t len, size_t page_size)
 {
@@ -35,16 +51,16 @@ static void touch(char *va, size_t len, size_t page_size)
 		((volatile char *)va)[off] = 0;
 }
 
-int pin_populate(void *va, size_t len, size_t page_size, bool force_touch, bool *touched)
+static void populate_range(struct pop_job *j)
 {
-	char *p = va;
 	size_t off = 0;
 
-	if (force_touch)
+	j->ret = 0;
+	if (j->touch)
 		goto touch_rest;
-	while (off < len) {
-		size_t n = len - off < POPULATE_BATCH ? len - off : POPULATE_BATCH;
-		if (madvise(p + off, n, MADV_POPULATE_WRITE) == 0) {
+	while (off < j->len) {
+		size_t n = j->len - off < POPULATE_BATCH ? j->len - off : POPULATE_BATCH;
+		if (madvise(j->va + off, n, MADV_POPULATE_WRITE) == 0) {
 			off += n;
 			continue;
 		}
@@ -54,13 +70,72 @@ int pin_populate(void *va, size_t len, size_t page_size, bool force_touch, bool 
 		if (err == EINVAL)
 			goto touch_rest; /* kernel before 5.14 */
 		/* ENOMEM / EFAULT / EHWPOISON: the pages could not be had */
-		return -err;
+		j->ret = -err;
+		return;
 	}
-	return 0;
+	return;
 touch_rest:
-	touch(p + off, len - off, page_size);
-	*touched = true;
-	return 0;
+	touch(j->va + off, j->len - off, j->page_size);
+	j->touched = true;
+}
+
+static void *populate_worker(void *arg)
+{
+	populate_range(arg);
+	return NULL;
+}
+
+static unsigned auto_threads(size_t len)
+{
+	cpu_set_t set;
+	unsigned cpus = 1;
+	if (!sched_getaffinity(0, sizeof(set), &set))
+		cpus = (unsigned)CPU_COUNT(&set);
+	uint64_t by_size = len / POPULATE_MIN_PER_THREAD;
+	unsigned n = cpus < POPULATE_AUTO_MAX ? cpus : POPULATE_AUTO_MAX;
+	return by_size < n ? (unsigned)(by_size ? by_size : 1) : n;
+}
+
+int pin_populate(void *va, size_t len, size_t page_size, unsigned threads, bool force_touch,
+		 bool *touched)
+{
+	struct pop_job jobs[POPULATE_MAX];
+	pthread_t tid[POPULATE_MAX];
+	bool started[POPULATE_MAX] = {false};
+	sigset_t all, old;
+	size_t pages = len / page_size;
+	unsigned nt = threads ? threads : auto_threads(len);
+	int ret = 0;
+
+	if (nt > POPULATE_MAX)
+		nt = POPULATE_MAX;
+	if (nt > pages)
+		nt = pages ? (unsigned)pages : 1;
+	/* split on page boundaries; the calling thread takes the first share */
+	size_t per = (pages + nt - 1) / nt * page_size;
+	for (unsigned i = 0; i < nt; i++) {
+		size_t off = i * per < len ? i * per : len;
+		size_t n = len - off < per ? len - off : per;
+		jobs[i] = (struct pop_job){(char *)va + off, n, page_size, force_touch, false, 0};
+	}
+	/* helpers start with every signal blocked: signals stay the caller's business */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (unsigned i = 1; i < nt; i++)
+		started[i] = !pthread_create(&tid[i], NULL, populate_worker, &jobs[i]);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	for (unsigned i = 0; i < nt; i++) {
+		if (i == 0 || !started[i])
+			populate_range(&jobs[i]); /* ours, or a helper that could not start */
+	}
+	for (unsigned i = 0; i < nt; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		if (jobs[i].ret && !ret)
+			ret = jobs[i].ret;
+		*touched |= jobs[i].touched;
+	}
+	return ret;
 }
 
 static int read_locked(uint64_t *bytes)

@@ -80,6 +80,9 @@ struct dme_mem_params {
 	int node;   /* DME_NUMA_NODE: that node; DME_NUMA_DEVICE: the device's node or -1 */
 	bool mlock; /* DME_MLOCK: mlock() after prefault */
 	unsigned flags; /* DME_MEM_F_* */
+	/* threads that prefault (at most 64): 0 = auto, one per CPU the caller may
+	 * run on (at most 8, each with at least 32 MiB); 1 = the calling thread only */
+	unsigned populate_threads;
 };
 
 /**
@@ -129,9 +132,11 @@ int dme_mem_params_from_config(struct dme_mem_params *p, const struct dme_config
  * when rounding wastes at most 1/8 of @p->len), then THP, then 4 KiB pages.
  * Every step down is a reported fallback unless it is auto's own choice
  * between hugetlb sizes. Checks the memlock budget (dme_mem_budget_check())
- * for the rounded length before making anything resident, then prefaults
- * with MADV_POPULATE_WRITE, applies MADV_DONTFORK, mlocks if asked and
- * verifies the NUMA placement. The memory reads as zero.
+ * for the rounded length before making anything resident, applies
+ * MADV_DONTFORK, prefaults with MADV_POPULATE_WRITE (split over helper
+ * threads for large lengths, see @populate_threads), mlocks if asked and
+ * verifies the NUMA placement with move_pages() (not needed, so skipped, on
+ * a host with a single memory node). The memory reads as zero.
  *
  * Return: 0; -EINVAL for bad params or a node that does not exist; -ENOMEM
  * when no allowed source worked (with DME_MEM_F_STRICT: when the wanted one
