@@ -227,6 +227,18 @@ static inline bool has_cap(unsigned cap)
 	return d[cap / 32].effective & (1u << (cap % 32));
 }
 
+/* Sanitizers replace mlock() with a no-op: VmLck cannot be checked under them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLOCK_IS_REAL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLOCK_IS_REAL 0
+#endif
+#endif
+#ifndef MLOCK_IS_REAL
+#define MLOCK_IS_REAL 1
+#endif
+
 /* Bytes of "VmLck:" in /proc/self/status. */
 static inline uint64_t vm_locked(void)
 {

@@ -345,9 +345,14 @@ static void test_touch_and_mlock(void)
 	m = NULL;
 	ok_eq(dme_mem_alloc(&p, &m), 0, "mlock: allocated");
 	ok(m && m->locked, "mlock: reported locked");
-	ok_eq(vm_locked() - before, 2 << 20, "mlock: VmLck grew by the length");
-	dme_mem_free(m);
-	ok_eq(vm_locked(), before, "mlock: free unlocks");
+	if (MLOCK_IS_REAL) {
+		ok_eq(vm_locked() - before, 2 << 20, "mlock: VmLck grew by the length");
+		dme_mem_free(m);
+		ok_eq(vm_locked(), before, "mlock: free unlocks");
+	} else {
+		ok(1, "mlock: SKIP VmLck checks (the sanitizer makes mlock a no-op)");
+		dme_mem_free(m);
+	}
 }
 
 /* --- hugetlbfs route and kernel refusals, in a child ---------------------- */

@@ -70,8 +70,9 @@ static void limited_child(struct child_results *cr, void *arg)
 	ret = dme_mem_alloc(&p, &m);
 	child_ok(cr, !ret && m && m->locked, "256 KiB mlocked under the limit", NULL);
 	ret = dme_mem_budget(&b);
-	child_ok(cr, !ret && b.locked >= (256 << 10) && b.avail == LIMIT - b.locked,
-		 "the locked memory is charged to the budget", NULL);
+	if (MLOCK_IS_REAL)
+		child_ok(cr, !ret && b.locked >= (256 << 10) && b.avail == LIMIT - b.locked,
+			 "the locked memory is charged to the budget", NULL);
 	dme_mem_free(m);
 }
 
