@@ -49,7 +49,8 @@ static const char *hugepages_missing(void)
 		return NULL;
 	snprintf(short_msg, sizeof(short_msg),
 		 "needs %" PRIu64 " free 2 MiB hugepages, %" PRIu64 " free; reserve them first "
-		 "(echo 600 > /proc/sys/vm/nr_hugepages)", (uint64_t)NEED_2M, ret ? 0 : free);
+		 "(echo 600 > /proc/sys/vm/nr_hugepages)",
+		 (uint64_t)NEED_2M, ret ? 0 : free);
 	return short_msg;
 }
 
@@ -125,11 +126,11 @@ static void memset_body(struct dme_bench_state *st, void *arg)
 }
 
 static const struct dme_bench_case cases[] = {
-	{"memset_2m_1g", memset_body, &cmemset, 1, memset_prepare, memset_finish},
-	{"populate_2m_1g", populate_body, &c2m, 1, NULL, NULL},
-	{"populate_2m_1g_1t", populate_body, &c2m_1t, 1, NULL, NULL},
-	{"populate_thp_1g", populate_body, &cthp, 1, NULL, NULL},
-	{"populate_4k_1g", populate_body, &c4k, 1, NULL, NULL},
+    {"memset_2m_1g", memset_body, &cmemset, 1, memset_prepare, memset_finish},
+    {"populate_2m_1g", populate_body, &c2m, 1, NULL, NULL},
+    {"populate_2m_1g_1t", populate_body, &c2m_1t, 1, NULL, NULL},
+    {"populate_thp_1g", populate_body, &cthp, 1, NULL, NULL},
+    {"populate_4k_1g", populate_body, &c4k, 1, NULL, NULL},
 };
 
 static double ns(const struct dme_bench_result *r, size_t n, const char *name)
@@ -144,7 +145,8 @@ static void summarize(const struct dme_bench_result *r, size_t n, struct dme_ben
 	double thp = ns(r, n, "populate_thp_1g"), p4k = ns(r, n, "populate_4k_1g");
 	/* bandwidth ratio = (1 GiB / populate time) / (1 GiB / memset time) */
 	dme_bench_out_num(out, "pin.populate_2m_vs_memset", mset / p2m);
-	dme_bench_out_num(out, "pin.populate_2m_1t_vs_memset", mset / ns(r, n, "populate_2m_1g_1t"));
+	dme_bench_out_num(out, "pin.populate_2m_1t_vs_memset",
+			  mset / ns(r, n, "populate_2m_1g_1t"));
 	dme_bench_out_num(out, "pin.populate_thp_vs_memset", mset / thp);
 	dme_bench_out_num(out, "pin.populate_4k_vs_memset", mset / p4k);
 	dme_bench_out_num(out, "pin.populate_4k_ns_per_page", p4k / (double)(GIB / 4096));
@@ -152,15 +154,15 @@ static void summarize(const struct dme_bench_result *r, size_t n, struct dme_ben
 	dme_bench_out_num(out, "pin.populate_2m_us_per_page", p2m / (double)NEED_2M / 1e3);
 	dme_bench_out_num(out, "pin.memset_gib_per_s", 1e9 / mset);
 	dme_bench_out_num(out, "pin.populate_2m_gib_per_s", 1e9 / p2m);
-	dme_bench_out_num(out, "pin.thp_fully_huge",
-			  dme_bench_result_counter(dme_bench_find(r, n, "populate_thp_1g"),
-						   "fully_huge"));
+	dme_bench_out_num(
+	    out, "pin.thp_fully_huge",
+	    dme_bench_result_counter(dme_bench_find(r, n, "populate_thp_1g"), "fully_huge"));
 }
 
 const struct dme_bench_suite dme_bench_suite_pin = {
-	.name = "pin",
-	.doc = "DMA memory: allocate+populate 1 GiB in 4K/THP/2M pages vs a memset floor",
-	.cases = cases,
-	.nr_cases = sizeof(cases) / sizeof(cases[0]),
-	.summarize = summarize,
+    .name = "pin",
+    .doc = "DMA memory: allocate+populate 1 GiB in 4K/THP/2M pages vs a memset floor",
+    .cases = cases,
+    .nr_cases = sizeof(cases) / sizeof(cases[0]),
+    .summarize = summarize,
 };

@@ -51,9 +51,8 @@ struct alloc_ctx {
 	bool touched;		   /* prefault fell back to touching */
 };
 
-__attribute__((format(printf, 3, 4))) static int unavailable(struct alloc_ctx *c,
-							    enum dme_mem_fallback why,
-							    const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int
+unavailable(struct alloc_ctx *c, enum dme_mem_fallback why, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -104,7 +103,7 @@ static int open_hugetlbfs_file(size_t page_size, char *dir, size_t dlen)
 static int try_hugetlb(struct alloc_ctx *c, size_t page_size)
 {
 	const struct dme_mem_params *p = c->p;
-	char sz[32], nd[32], dir[4096];
+	char sz[32], nd[32], dir[4096] = "";
 	uint64_t avail, len;
 	enum dme_mem_source src = DME_MEM_SRC_HUGETLB_MEMFD;
 	int fd = -1, ret;
@@ -116,8 +115,8 @@ static int try_hugetlb(struct alloc_ctx *c, size_t page_size)
 	uint64_t need = len / page_size;
 	ret = dme_mem_hugepages_free(page_size, c->pl.interleave ? -1 : c->pl.node, &avail);
 	if (ret == -ENOENT)
-		return unavailable(c, DME_MEM_FB_HUGETLB_SHORT, "this kernel has no %s hugetlb pool",
-				   sz);
+		return unavailable(c, DME_MEM_FB_HUGETLB_SHORT,
+				   "this kernel has no %s hugetlb pool", sz);
 	if (ret)
 		return unavailable(c, DME_MEM_FB_HUGETLB_SHORT,
 				   "cannot read the %s hugetlb pool: %s", sz, strerror(-ret));
@@ -133,13 +132,15 @@ static int try_hugetlb(struct alloc_ctx *c, size_t page_size)
 		return ret;
 
 	if (!(p->flags & DME_MEM_F_NO_MEMFD)) {
-		unsigned flags = MFD_CLOEXEC | MFD_HUGETLB | (ilog2_u64(page_size) << MFD_HUGE_SHIFT);
+		unsigned flags =
+		    MFD_CLOEXEC | MFD_HUGETLB | (ilog2_u64(page_size) << MFD_HUGE_SHIFT);
 		fd = memfd_create("dme-dma", flags);
 		if (fd < 0) {
 			ret = errno;
 			pin_note_fallback(c->m, DME_MEM_FB_MEMFD_REFUSED);
 			dme_warn("DMA memory: memfd_create(MFD_HUGETLB, %s) failed: %s; trying a "
-				 "hugetlbfs mount", sz, strerror(ret));
+				 "hugetlbfs mount",
+				 sz, strerror(ret));
 		}
 	}
 	if (fd < 0) {
@@ -152,8 +153,8 @@ static int try_hugetlb(struct alloc_ctx *c, size_t page_size)
 					   fd == -EACCES ? "writable " : "", sz);
 		if (fd < 0)
 			return unavailable(c, DME_MEM_FB_HUGETLB_FAILED,
-					   "cannot create a file on the %s hugetlbfs mount %s: %s", sz,
-					   dir, strerror(-fd));
+					   "cannot create a file on the %s hugetlbfs mount %s: %s",
+					   sz, dir, strerror(-fd));
 	}
 	if (ftruncate(fd, (off_t)len)) {
 		ret = errno;
@@ -168,15 +169,16 @@ static int try_hugetlb(struct alloc_ctx *c, size_t page_size)
 		close(fd);
 		return unavailable(c, DME_MEM_FB_HUGETLB_FAILED,
 				   "mmap of %" PRIu64 " %s hugetlb pages failed: %s (taken by "
-				   "another process meanwhile?)", need, sz, strerror(ret));
+				   "another process meanwhile?)",
+				   need, sz, strerror(ret));
 	}
 	ret = make_resident(c, va, len, page_size);
 	if (ret == -ENOMEM || ret == -EFAULT || ret == -EHWPOISON) {
 		munmap(va, len);
 		close(fd);
 		return unavailable(c, DME_MEM_FB_HUGETLB_FAILED,
-				   "prefaulting %" PRIu64 " %s hugetlb pages on %s failed: %s", need,
-				   sz, nd, strerror(-ret));
+				   "prefaulting %" PRIu64 " %s hugetlb pages on %s failed: %s",
+				   need, sz, nd, strerror(-ret));
 	}
 	if (ret)
 		goto err_unmap;
@@ -197,8 +199,8 @@ err_unmap:
 static void *map_anon_aligned(size_t len, size_t align)
 {
 	size_t extra = align > pin_base_page() ? align : 0;
-	char *raw = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			 -1, 0);
+	char *raw =
+	    mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED)
 		return NULL;
 	if (!extra)
@@ -220,11 +222,11 @@ static int try_thp(struct alloc_ctx *c)
 
 	enum thp_mode mode = pin_thp_mode();
 	if (mode == THP_NEVER || mode == THP_ABSENT)
-		return unavailable(c, DME_MEM_FB_THP_DISABLED,
-				   "transparent huge pages are %s",
-				   mode == THP_NEVER ? "disabled (/sys/kernel/mm/transparent_hugepage/"
-						       "enabled is never)"
-						     : "not built into this kernel");
+		return unavailable(c, DME_MEM_FB_THP_DISABLED, "transparent huge pages are %s",
+				   mode == THP_NEVER
+				       ? "disabled (/sys/kernel/mm/transparent_hugepage/"
+					 "enabled is never)"
+				       : "not built into this kernel");
 	if (!align_up_checked(p->len, SZ_2M, &len) || len > SIZE_MAX - SZ_2M)
 		return -EINVAL;
 	ret = dme_mem_budget_check(len);
@@ -265,7 +267,8 @@ static int try_thp(struct alloc_ctx *c)
 		c->m->page_size = pin_base_page();
 		pin_note_fallback(c->m, DME_MEM_FB_THP_PARTIAL);
 		dme_warn("DMA memory at %p: cannot verify its THP backing (PAGEMAP_SCAN needs "
-			 "Linux 6.7); reporting 4 KiB pages", va);
+			 "Linux 6.7); reporting 4 KiB pages",
+			 va);
 	} else if (ret) {
 		dme_err("PAGEMAP_SCAN of THP memory at %p failed: %s", va, strerror(-ret));
 		goto err_unmap;
@@ -273,8 +276,8 @@ static int try_thp(struct alloc_ctx *c)
 		c->m->page_size = pin_base_page();
 		pin_note_fallback(c->m, DME_MEM_FB_THP_PARTIAL);
 		dme_warn("DMA memory at %p: only %s of %s is backed by 2 MiB pages (memory "
-			 "fragmented, or THP defrag off); reporting 4 KiB pages", va,
-			 pin_fmt_size(huge, a, sizeof(a)), pin_fmt_size(len, b, sizeof(b)));
+			 "fragmented, or THP defrag off); reporting 4 KiB pages",
+			 va, pin_fmt_size(huge, a, sizeof(a)), pin_fmt_size(len, b, sizeof(b)));
 	}
 	return 0;
 err_unmap:
@@ -441,10 +444,12 @@ DME_EXPORT int dme_mem_alloc(const struct dme_mem_params *p, struct dme_mem **ou
 	if (c.touched) {
 		pin_note_fallback(m, DME_MEM_FB_POPULATE_TOUCH);
 		if (p->flags & DME_MEM_F_TOUCH)
-			dme_info("DMA memory at %p: prefaulted by touching each page (asked)", m->va);
+			dme_info("DMA memory at %p: prefaulted by touching each page (asked)",
+				 m->va);
 		else
 			dme_warn("DMA memory at %p: the kernel refused MADV_POPULATE_WRITE (needs "
-				 "Linux 5.14); prefaulted by touching each page", m->va);
+				 "Linux 5.14); prefaulted by touching each page",
+				 m->va);
 	}
 	if (p->mlock) {
 		if (mlock(m->va, m->len)) {

@@ -89,9 +89,21 @@ static uint64_t parse_pagesize(const char *s)
 		return 0;
 	unsigned shift = 0;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
 	}
 	if ((*end && *end != ',') || v > (UINT64_MAX >> shift))
 		return 0;
@@ -124,8 +136,8 @@ int pin_hugetlbfs_dir(size_t page_size, char *dir, size_t len)
 		if (strcmp(e->mnt_type, "hugetlbfs"))
 			continue;
 		const char *opt = hasmntopt(e, "pagesize");
-		uint64_t sz = opt && opt[8] == '=' ? parse_pagesize(opt + 9)
-						   : default_hugepage_size();
+		uint64_t sz =
+		    opt && opt[8] == '=' ? parse_pagesize(opt + 9) : default_hugepage_size();
 		if (sz != page_size)
 			continue;
 		if (access(e->mnt_dir, W_OK | X_OK)) {
@@ -157,13 +169,13 @@ int pin_huge_scan(uint64_t va, uint64_t len, uint64_t *huge_bytes,
 		return -errno;
 	for (uint64_t at = va; at < end;) {
 		struct pm_scan_arg a = {
-			.size = sizeof(a),
-			.start = at,
-			.end = end,
-			.vec = (uint64_t)(uintptr_t)vec,
-			.vec_len = ARRAY_SIZE(vec),
-			.category_mask = PAGE_IS_HUGE,
-			.return_mask = PAGE_IS_HUGE,
+		    .size = sizeof(a),
+		    .start = at,
+		    .end = end,
+		    .vec = (uint64_t)(uintptr_t)vec,
+		    .vec_len = ARRAY_SIZE(vec),
+		    .category_mask = PAGE_IS_HUGE,
+		    .return_mask = PAGE_IS_HUGE,
 		};
 		long n = ioctl(fd, PAGEMAP_SCAN, &a);
 		if (n < 0) {

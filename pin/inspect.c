@@ -100,32 +100,35 @@ static int visit(struct walk *w, const struct vma *v)
 	uint64_t end = v->end < w->end ? v->end : w->end;
 	if (v->perms[0] != 'r') {
 		dme_err("memory at %#" PRIx64 " is mapped without read access (%s); a device "
-			"cannot use it", w->at, v->perms);
+			"cannot use it",
+			w->at, v->perms);
 		return -EFAULT;
 	}
 	if (w->write && v->perms[1] != 'w') {
 		dme_err("memory [%#" PRIx64 ", %#" PRIx64 ") is read-only (%s) but the device "
-			"is to write it", w->at, end, v->perms);
+			"is to write it",
+			w->at, end, v->perms);
 		return -EACCES;
 	}
 	if (v->io) {
 		dme_err("memory at %#" PRIx64 " is an I/O mapping (VM_IO/VM_PFNMAP) and cannot be "
-			"pinned", w->at);
+			"pinned",
+			w->at);
 		return -EFAULT;
 	}
 	struct dme_mem_segment s = {
-		.va = w->at,
-		.len = end - w->at,
-		.page_size = pin_base_page(),
-		.source = DME_MEM_SRC_4K,
-		.writable = v->perms[1] == 'w',
-		.dontfork = v->dontfork,
+	    .va = w->at,
+	    .len = end - w->at,
+	    .page_size = pin_base_page(),
+	    .source = DME_MEM_SRC_4K,
+	    .writable = v->perms[1] == 'w',
+	    .dontfork = v->dontfork,
 	};
 	int ret;
 	if (v->hugetlb || v->kernel_page > pin_base_page()) {
 		s.page_size = v->kernel_page;
 		s.source = !strncmp(v->path, "/memfd:", 7) ? DME_MEM_SRC_HUGETLB_MEMFD
-							    : DME_MEM_SRC_HUGETLBFS;
+							   : DME_MEM_SRC_HUGETLBFS;
 		ret = push(w, &s);
 	} else {
 		uint64_t huge;
@@ -160,8 +163,8 @@ static void parse_header(const char *line, struct vma *v)
 {
 	int n = 0;
 	memset(v, 0, sizeof(*v));
-	if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*s %*u %n", &v->start, &v->end,
-		   v->perms, &n) < 3)
+	if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*s %*u %n", &v->start, &v->end, v->perms,
+		   &n) < 3)
 		return;
 	if (n > 0) {
 		snprintf(v->path, sizeof(v->path), "%s", line + n);
@@ -238,7 +241,8 @@ DME_EXPORT int dme_mem_inspect(const void *va, size_t len, bool write,
 		return -EINVAL;
 	}
 	if ((start | len) & (pg - 1)) {
-		dme_err("caller memory [%p, +%#zx) is not aligned to the %" PRIu64 "-byte page size",
+		dme_err("caller memory [%p, +%#zx) is not aligned to the %" PRIu64
+			"-byte page size",
 			va, len, pg);
 		return -EINVAL;
 	}
@@ -305,13 +309,15 @@ DME_EXPORT int dme_mem_pa_array(const void *va, size_t n, size_t stride, uint64_
 			if (!(e[k] & PM_PRESENT)) {
 				dme_err("page at %#" PRIx64 " is not present (never touched, or "
 					"swapped out): prefault and lock it before asking its "
-					"physical address", a);
+					"physical address",
+					a);
 				ret = -EFAULT;
 				goto out_close;
 			}
 			if (!(e[k] & PM_PFN_MASK)) {
 				dme_err("/proc/self/pagemap hides the frame number of %#" PRIx64
-					" (CAP_SYS_ADMIN missing in this namespace?)", a);
+					" (CAP_SYS_ADMIN missing in this namespace?)",
+					a);
 				ret = -EPERM;
 				goto out_close;
 			}

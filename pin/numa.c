@@ -7,9 +7,9 @@
  * mbind() before the first fault so pages are born on the right node, and is
  * checked after prefault with move_pages() in query mode, one query per
  * backing page (about 50 ms per GiB of 4 KiB pages; a host with a single
- * memory node skips it, as there is nowhere else for a page to be). A device whose node the platform does not report (-1) gets
- * the local node: a reported fallback only when there is more than one node
- * to choose from. Thread-safe; no state of its own.
+ * memory node skips it, as there is nowhere else for a page to be). A device whose node the
+ * platform does not report (-1) gets the local node: a reported fallback only when there is more
+ * than one node to choose from. Thread-safe; no state of its own.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -75,7 +75,8 @@ int pin_place_resolve(const struct dme_mem_params *p, struct dme_mem *m, struct 
 			if (!node_has_memory(p->node)) {
 				list_nodes(nodes, sizeof(nodes));
 				dme_err("NUMA node %d does not exist or has no memory (nodes with "
-					"memory: %s)", p->node, nodes);
+					"memory: %s)",
+					p->node, nodes);
 				return -EINVAL;
 			}
 			r.node = p->node;
@@ -89,7 +90,8 @@ int pin_place_resolve(const struct dme_mem_params *p, struct dme_mem *m, struct 
 		if (numa_num_configured_nodes() > 1) {
 			pin_note_fallback(m, DME_MEM_FB_NODE_UNKNOWN);
 			dme_warn("DMA memory: the device's NUMA node is unknown (sysfs numa_node "
-				 "is -1); placing it on the local node %d", r.node);
+				 "is -1); placing it on the local node %d",
+				 r.node);
 		}
 		break;
 	case DME_NUMA_LOCAL:
@@ -133,7 +135,9 @@ int pin_place_apply(void *va, size_t len, const struct pin_place *pl)
 	if (mbind(va, len, mode, mask, MASK_BITS + 1, 0)) {
 		int err = errno;
 		dme_err("mbind(%p, %zu, %s, node %d) failed: %s", va, len,
-			mode == MPOL_INTERLEAVE ? "interleave" : pl->bind ? "bind" : "preferred",
+			mode == MPOL_INTERLEAVE ? "interleave"
+			: pl->bind		? "bind"
+						: "preferred",
 			pl->node, strerror(err));
 		return -err;
 	}
@@ -154,14 +158,15 @@ void pin_place_verify(struct dme_mem *m, const struct pin_place *pl)
 		return;
 	}
 	for (uint64_t i = 0; i < npages;) {
-		unsigned long cnt = (unsigned long)(npages - i < VERIFY_CHUNK ? npages - i
-									     : VERIFY_CHUNK);
+		unsigned long cnt =
+		    (unsigned long)(npages - i < VERIFY_CHUNK ? npages - i : VERIFY_CHUNK);
 		for (unsigned long k = 0; k < cnt; k++)
 			pages[k] = (char *)m->va + (i + k) * m->page_size;
 		if (move_pages(0, cnt, pages, NULL, status, 0) < 0) {
 			int err = errno;
 			dme_warn("cannot verify the NUMA placement of DMA memory at %p: "
-				 "move_pages: %s", m->va, strerror(err));
+				 "move_pages: %s",
+				 m->va, strerror(err));
 			m->node_actual = -1;
 			return;
 		}
@@ -185,12 +190,14 @@ void pin_place_verify(struct dme_mem *m, const struct pin_place *pl)
 	if (misplaced) {
 		pin_note_fallback(m, DME_MEM_FB_MISPLACED);
 		dme_warn("DMA memory at %p: %" PRIu64 " of %" PRIu64 " %s pages landed off node %d "
-			 "(too little free memory there?)", m->va, misplaced, npages,
-			 pin_fmt_size(m->page_size, sz, sizeof(sz)), pl->node);
+			 "(too little free memory there?)",
+			 m->va, misplaced, npages, pin_fmt_size(m->page_size, sz, sizeof(sz)),
+			 pl->node);
 	}
 	if (absent)
 		dme_warn("DMA memory at %p: %" PRIu64 " of %" PRIu64 " pages not present after "
-			 "prefault", m->va, absent, npages);
+			 "prefault",
+			 m->va, absent, npages);
 }
 
 /* "0000:00:03.0" or "00:03.0" (hex, lower or upper case) -> "0000:00:03.0". */
@@ -236,7 +243,8 @@ DME_EXPORT int dme_pci_numa_node(const char *dev, int *node)
 	} else {
 		if (normalize_bdf(dev, name, sizeof(name))) {
 			dme_err("'%s' is not a PCI address (expected DDDD:BB:DD.F, e.g. "
-				"0000:00:03.0) or a VFIO cdev path", dev);
+				"0000:00:03.0) or a VFIO cdev path",
+				dev);
 			return -EINVAL;
 		}
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/numa_node", name);

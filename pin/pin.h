@@ -60,10 +60,10 @@ int pin_huge_scan(uint64_t va, uint64_t len, uint64_t *huge_bytes,
 
 /* How an allocation is to be placed. */
 struct pin_place {
-	int node;	  /* wanted node, -1 none */
-	bool interleave;  /* MPOL_INTERLEAVE over every memory node */
-	bool bind;	  /* MPOL_BIND rather than MPOL_PREFERRED */
-	bool apply;	  /* false when the kernel has no NUMA support */
+	int node;	 /* wanted node, -1 none */
+	bool interleave; /* MPOL_INTERLEAVE over every memory node */
+	bool bind;	 /* MPOL_BIND rather than MPOL_PREFERRED */
+	bool apply;	 /* false when the kernel has no NUMA support */
 };
 
 /* Resolves @p's policy into @pl; notes NODE_UNKNOWN / NUMA_UNAVAILABLE on @m. */

@@ -32,10 +32,11 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define POPULATE_BATCH (256ull << 20)	   /* bytes per madvise: large, yet interruptible */
-#define POPULATE_MIN_PER_THREAD (32ull << 20) /* below this a helper thread costs more than it saves */
-#define POPULATE_AUTO_MAX 8		   /* helper threads "auto" starts at most */
-#define POPULATE_MAX 64			   /* hard cap on threads for one call */
+#define POPULATE_BATCH (256ull << 20) /* bytes per madvise: large, yet interruptible */
+#define POPULATE_MIN_PER_THREAD                                                                    \
+	(32ull << 20)	    /* below this a helper thread costs more than it saves */
+#define POPULATE_AUTO_MAX 8 /* helper threads "auto" starts at most */
+#define POPULATE_MAX 64	    /* hard cap on threads for one call */
 
 struct pop_job {
 	char *va;

@@ -22,22 +22,22 @@ static struct {
 } st;
 
 static const char *const source_names[DME_MEM_SRC_COUNT] = {
-	[DME_MEM_SRC_HUGETLB_MEMFD] = "hugetlb-memfd",
-	[DME_MEM_SRC_HUGETLBFS] = "hugetlbfs",
-	[DME_MEM_SRC_THP] = "thp",
-	[DME_MEM_SRC_4K] = "4k",
+    [DME_MEM_SRC_HUGETLB_MEMFD] = "hugetlb-memfd",
+    [DME_MEM_SRC_HUGETLBFS] = "hugetlbfs",
+    [DME_MEM_SRC_THP] = "thp",
+    [DME_MEM_SRC_4K] = "4k",
 };
 
 static const char *const fallback_names[DME_MEM_FB_COUNT] = {
-	[DME_MEM_FB_HUGETLB_SHORT] = "hugetlb_short",
-	[DME_MEM_FB_HUGETLB_FAILED] = "hugetlb_failed",
-	[DME_MEM_FB_MEMFD_REFUSED] = "memfd_refused",
-	[DME_MEM_FB_THP_DISABLED] = "thp_disabled",
-	[DME_MEM_FB_THP_PARTIAL] = "thp_partial",
-	[DME_MEM_FB_POPULATE_TOUCH] = "populate_touch",
-	[DME_MEM_FB_NODE_UNKNOWN] = "node_unknown",
-	[DME_MEM_FB_NUMA_UNAVAILABLE] = "numa_unavailable",
-	[DME_MEM_FB_MISPLACED] = "misplaced",
+    [DME_MEM_FB_HUGETLB_SHORT] = "hugetlb_short",
+    [DME_MEM_FB_HUGETLB_FAILED] = "hugetlb_failed",
+    [DME_MEM_FB_MEMFD_REFUSED] = "memfd_refused",
+    [DME_MEM_FB_THP_DISABLED] = "thp_disabled",
+    [DME_MEM_FB_THP_PARTIAL] = "thp_partial",
+    [DME_MEM_FB_POPULATE_TOUCH] = "populate_touch",
+    [DME_MEM_FB_NODE_UNKNOWN] = "node_unknown",
+    [DME_MEM_FB_NUMA_UNAVAILABLE] = "numa_unavailable",
+    [DME_MEM_FB_MISPLACED] = "misplaced",
 };
 
 DME_EXPORT const char *dme_mem_source_name(enum dme_mem_source src)

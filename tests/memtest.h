@@ -179,8 +179,8 @@ static inline void child_ok(struct child_results *cr, int pass, const char *name
 static inline void run_in_child(const char *what, void (*fn)(struct child_results *, void *),
 				void *arg)
 {
-	struct child_results *cr = mmap(NULL, sizeof(*cr), PROT_READ | PROT_WRITE,
-					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct child_results *cr =
+	    mmap(NULL, sizeof(*cr), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (cr == MAP_FAILED) {
 		ok(0, "%s: mmap for results", what);
 		return;

@@ -109,7 +109,7 @@ static void test_4k(void)
 	dme_mem_free(m);
 	dme_mem_stats(&b);
 	ok(b.live_bytes[DME_MEM_SRC_4K] == a.live_bytes[DME_MEM_SRC_4K] &&
-		   b.frees[DME_MEM_SRC_4K] == a.frees[DME_MEM_SRC_4K] + 1,
+	       b.frees[DME_MEM_SRC_4K] == a.frees[DME_MEM_SRC_4K] + 1,
 	   "4k: free balances the stats");
 }
 
@@ -122,7 +122,8 @@ static void test_thp(void)
 	if (!m)
 		return;
 	if (!thp_enabled()) {
-		ok(m->source == DME_MEM_SRC_4K && (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_DISABLED)),
+		ok(m->source == DME_MEM_SRC_4K &&
+		       (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_DISABLED)),
 		   "thp: disabled THP falls back to 4k, reported");
 		dme_mem_free(m);
 		return;
@@ -134,15 +135,16 @@ static void test_thp(void)
 	if (m->page_size == MT_2M) {
 		ok(!(m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_PARTIAL)), "thp: fully huge");
 	} else {
-		ok(m->page_size == 4096 && (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_PARTIAL)) &&
-			   strstr(logcap.all, "2 MiB pages"),
+		ok(m->page_size == 4096 &&
+		       (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_PARTIAL)) &&
+		       strstr(logcap.all, "2 MiB pages"),
 		   "thp: partial backing reported as 4 KiB with a warning");
 	}
 	struct dme_mem_segment *s = NULL;
 	size_t n = 0;
 	ok_eq(dme_mem_inspect(m->va, m->len, true, &s, &n), 0, "thp: inspect");
-	ok(n >= 1 && s[0].page_size == m->page_size && s[0].source == (m->page_size == MT_2M
-							  ? DME_MEM_SRC_THP : DME_MEM_SRC_4K),
+	ok(n >= 1 && s[0].page_size == m->page_size &&
+	       s[0].source == (m->page_size == MT_2M ? DME_MEM_SRC_THP : DME_MEM_SRC_4K),
 	   "thp: inspect agrees on the page size");
 	free(s);
 	ok(all_zero(m->va, m->len), "thp: memory reads as zero");
@@ -216,7 +218,7 @@ static void test_2m_short_fallback(void)
 	ok_eq(b.fallbacks[DME_MEM_FB_HUGETLB_SHORT] - a.fallbacks[DME_MEM_FB_HUGETLB_SHORT], 1,
 	      "2m short: hugetlb_short counted");
 	ok(logcap.count[DME_LOG_WARN] >= 1 && strstr(logcap.all, "free 2 MiB hugetlb pages") &&
-		   strstr(logcap.all, "falling back to"),
+	       strstr(logcap.all, "falling back to"),
 	   "2m short: a warning says how many pages were free and where it fell back");
 	if (!strstr(logcap.all, "falling back to"))
 		diag("  messages: %s", logcap.all);
@@ -250,7 +252,7 @@ static void test_auto_no_hugepages(void)
 	   "auto, no free hugepages: THP or 4k");
 	dme_mem_stats(&b);
 	ok(b.fallbacks[DME_MEM_FB_HUGETLB_SHORT] == a.fallbacks[DME_MEM_FB_HUGETLB_SHORT] + 1 &&
-		   (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_SHORT)),
+	       (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_SHORT)),
 	   "auto, no free hugepages: fallback counted and recorded");
 	ok(strstr(logcap.all, "hugetlb pages on node 0") && logcap.count[DME_LOG_WARN] >= 1,
 	   "auto, no free hugepages: warned");
@@ -270,7 +272,7 @@ static void test_1g(void)
 	ok_eq(dme_mem_alloc(&p, &m), 0, "1g: allocated");
 	if (m) {
 		ok(m->source == DME_MEM_SRC_HUGETLB_MEMFD && m->page_size == MT_1G &&
-			   !((uintptr_t)m->va & (MT_1G - 1)),
+		       !((uintptr_t)m->va & (MT_1G - 1)),
 		   "1g: one 1 GiB page, aligned");
 		ok(m->fallbacks == 0, "1g: no fallback");
 		check_hugetlb_fd(m, "1g");
@@ -289,7 +291,7 @@ static void test_1g(void)
 		logcap_reset();
 		ok_eq(dme_mem_alloc(&p, &m), 0, "1g auto small: allocated 4 MiB");
 		ok(m && m->page_size == MT_2M && m->fallbacks == 0 &&
-			   logcap.count[DME_LOG_WARN] == 0,
+		       logcap.count[DME_LOG_WARN] == 0,
 		   "1g auto small: 4 MiB gets 2 MiB pages, no fallback");
 		dme_mem_free(m);
 		hp_release(&r2);
@@ -314,7 +316,7 @@ static void test_1g_short_to_2m(void)
 	logcap_reset();
 	ok_eq(dme_mem_alloc(&p, &m), 0, "1g short: allocated");
 	ok(m && m->page_size == MT_2M && m->source == DME_MEM_SRC_HUGETLB_MEMFD &&
-		   (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_SHORT)),
+	       (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_SHORT)),
 	   "1g short: 2 MiB pages, hugetlb_short recorded");
 	ok(strstr(logcap.all, "falling back to 2 MiB hugetlb pages") != NULL,
 	   "1g short: warning names the next step");
@@ -409,9 +411,10 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 		logcap_reset();
 		int ret = dme_mem_alloc(&p, &m);
 		snprintf(msg, sizeof(msg), "ret %d, messages: %.360s", ret, logcap.all);
-		child_ok(cr, !ret && m && m->source != DME_MEM_SRC_HUGETLBFS &&
-				     (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_FAILED)) &&
-				     strstr(logcap.all, "hugeadm --create-mounts"),
+		child_ok(cr,
+			 !ret && m && m->source != DME_MEM_SRC_HUGETLBFS &&
+			     (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_HUGETLB_FAILED)) &&
+			     strstr(logcap.all, "hugeadm --create-mounts"),
 			 "no mount: falls back, says how to create one", msg);
 		dme_mem_free(m);
 	}
@@ -425,8 +428,9 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 	snprintf(msg, sizeof(msg), "ret %d, messages: %.360s", ret, logcap.all);
 	child_ok(cr, ret == 0 && m, "allocated through the mount", msg);
 	if (m) {
-		child_ok(cr, m->source == DME_MEM_SRC_HUGETLBFS && m->page_size == MT_2M &&
-				     m->fd >= 0 && m->fallbacks == 0,
+		child_ok(cr,
+			 m->source == DME_MEM_SRC_HUGETLBFS && m->page_size == MT_2M &&
+			     m->fd >= 0 && m->fallbacks == 0,
 			 "source hugetlbfs, 2 MiB, with an fd", NULL);
 		child_ok(cr, dir_entries(dir) == 0, "file unlinked at once", NULL);
 		dme_mem_free(m);
@@ -436,17 +440,17 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 	 * sandboxed kernel: seccomp makes the kernel answer so */
 #if defined(__x86_64__)
 	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_POPULATE_WRITE, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_madvise, 0, 3),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_POPULATE_WRITE, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {.len = (unsigned short)ARRAY_LEN(f), .filter = f};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
@@ -464,16 +468,20 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 	child_ok(cr, ret == 0 && m && m->source == DME_MEM_SRC_HUGETLBFS,
 		 "memfd refused: hugetlbfs used", msg);
 	if (m) {
-		child_ok(cr, (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_MEMFD_REFUSED)) &&
-				     strstr(logcap.all, "memfd_create(MFD_HUGETLB"),
+		child_ok(cr,
+			 (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_MEMFD_REFUSED)) &&
+			     strstr(logcap.all, "memfd_create(MFD_HUGETLB"),
 			 "memfd refused: recorded and warned", msg);
-		child_ok(cr, (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_POPULATE_TOUCH)) &&
-				     strstr(logcap.all, "refused MADV_POPULATE_WRITE"),
+		child_ok(cr,
+			 (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_POPULATE_TOUCH)) &&
+			     strstr(logcap.all, "refused MADV_POPULATE_WRITE"),
 			 "populate refused: touched instead, recorded and warned", msg);
 		dme_mem_stats(&b);
-		child_ok(cr, b.fallbacks[DME_MEM_FB_MEMFD_REFUSED] == a.fallbacks[DME_MEM_FB_MEMFD_REFUSED] + 1 &&
-				     b.fallbacks[DME_MEM_FB_POPULATE_TOUCH] ==
-					     a.fallbacks[DME_MEM_FB_POPULATE_TOUCH] + 1,
+		child_ok(cr,
+			 b.fallbacks[DME_MEM_FB_MEMFD_REFUSED] ==
+				 a.fallbacks[DME_MEM_FB_MEMFD_REFUSED] + 1 &&
+			     b.fallbacks[DME_MEM_FB_POPULATE_TOUCH] ==
+				 a.fallbacks[DME_MEM_FB_POPULATE_TOUCH] + 1,
 			 "both fallbacks counted", NULL);
 		child_ok(cr, all_zero(m->va, m->len), "touched memory reads as zero", NULL);
 		dme_mem_free(m);

@@ -33,17 +33,19 @@ static void limited_child(struct child_results *cr, void *arg)
 	int ret = dme_mem_budget(&b);
 	snprintf(msg, sizeof(msg), "ret %d cap %d unlimited %d limit %" PRIu64 " avail %" PRIu64,
 		 ret, b.cap_ipc_lock, b.unlimited, b.limit, b.avail);
-	child_ok(cr, !ret && !b.cap_ipc_lock && !b.unlimited && b.limit == LIMIT &&
-			     b.hard == LIMIT && b.avail == LIMIT - b.locked,
+	child_ok(cr,
+		 !ret && !b.cap_ipc_lock && !b.unlimited && b.limit == LIMIT && b.hard == LIMIT &&
+		     b.avail == LIMIT - b.locked,
 		 "budget: 1 MiB, no capability", msg);
 
 	logcap_reset();
 	ret = dme_mem_budget_check(64ull << 20);
 	snprintf(msg, sizeof(msg), "ret %d: %.380s", ret, logcap.last);
 	child_ok(cr, ret == -ENOMEM, "64 MiB over a 1 MiB limit: -ENOMEM", msg);
-	child_ok(cr, strstr(logcap.last, "pinning 64 MiB") && strstr(logcap.last, "RLIMIT_MEMLOCK") &&
-			     strstr(logcap.last, "limit is 1 MiB") && strstr(logcap.last, "ulimit -l") &&
-			     strstr(logcap.last, "CAP_IPC_LOCK"),
+	child_ok(cr,
+		 strstr(logcap.last, "pinning 64 MiB") && strstr(logcap.last, "RLIMIT_MEMLOCK") &&
+		     strstr(logcap.last, "limit is 1 MiB") && strstr(logcap.last, "ulimit -l") &&
+		     strstr(logcap.last, "CAP_IPC_LOCK"),
 		 "the message says how much, the limit and how to raise it", logcap.last);
 	child_ok(cr, dme_mem_budget_check(LIMIT / 2) == 0, "half the limit fits", NULL);
 
@@ -59,8 +61,9 @@ static void limited_child(struct child_results *cr, void *arg)
 	snprintf(msg, sizeof(msg), "ret %d: %.380s", ret, logcap.all);
 	child_ok(cr, ret == -ENOMEM && !m && strstr(logcap.all, "RLIMIT_MEMLOCK"),
 		 "dme_mem_alloc over budget: refused, with the reason", msg);
-	child_ok(cr, s.failures == a.failures + 1 && s.live_bytes[DME_MEM_SRC_4K] ==
-							 a.live_bytes[DME_MEM_SRC_4K],
+	child_ok(cr,
+		 s.failures == a.failures + 1 &&
+		     s.live_bytes[DME_MEM_SRC_4K] == a.live_bytes[DME_MEM_SRC_4K],
 		 "dme_mem_alloc over budget: failure counted, nothing left allocated", NULL);
 
 	/* under the limit, mlock works and is charged */
@@ -82,7 +85,8 @@ static void infinite_child(struct child_results *cr, void *arg)
 	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
 	struct dme_mem_budget b;
 	if (setrlimit(RLIMIT_MEMLOCK, &rl)) {
-		child_ok(cr, 1, "SKIP cannot raise RLIMIT_MEMLOCK to infinity (no CAP_SYS_RESOURCE)",
+		child_ok(cr, 1,
+			 "SKIP cannot raise RLIMIT_MEMLOCK to infinity (no CAP_SYS_RESOURCE)",
 			 NULL);
 		return;
 	}

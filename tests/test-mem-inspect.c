@@ -31,8 +31,8 @@ static int inspect(void *va, size_t len, bool write)
 /* A reserved, inaccessible window to carve fixed mappings out of. */
 static char *reserve(size_t len, size_t align)
 {
-	char *raw = mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			 -1, 0);
+	char *raw =
+	    mmap(NULL, len + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (raw == MAP_FAILED)
 		return NULL;
 	return (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
@@ -66,7 +66,8 @@ static void test_bad_inputs(void)
 	ok(strstr(logcap.last, want) && strstr(logcap.last, "not mapped"),
 	   "hole: message names the first unmapped address %s", want);
 	ok(s == (void *)0x1 && n == 99, "hole: outs untouched");
-	ok_eq(dme_mem_inspect(va + 3 * 4096, 4096, false, &s, &n), 0, "the page after the hole is fine");
+	ok_eq(dme_mem_inspect(va + 3 * 4096, 4096, false, &s, &n), 0,
+	      "the page after the hole is fine");
 	free(s);
 	/* read-only */
 	mprotect(va, 4096, PROT_READ);
@@ -88,12 +89,12 @@ static void test_4k_and_dontfork(void)
 	char *va = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ok_eq(inspect(va, len, true), 0, "4k: inspected");
 	ok(nsegs == 1 && segs[0].va == (uintptr_t)va && segs[0].len == len &&
-		   segs[0].page_size == 4096 && segs[0].source == DME_MEM_SRC_4K &&
-		   segs[0].writable && !segs[0].dontfork,
+	       segs[0].page_size == 4096 && segs[0].source == DME_MEM_SRC_4K && segs[0].writable &&
+	       !segs[0].dontfork,
 	   "4k: one writable 4 KiB segment, no DONTFORK");
 	madvise(va + 8 * 4096, 8 * 4096, MADV_DONTFORK);
 	ok(!inspect(va, len, true) && nsegs == 2 && !segs[0].dontfork && segs[1].dontfork &&
-		   segs[1].va == (uintptr_t)(va + 8 * 4096),
+	       segs[1].va == (uintptr_t)(va + 8 * 4096),
 	   "4k: DONTFORK half reported as its own segment");
 	munmap(va, len);
 }
@@ -101,8 +102,8 @@ static void test_4k_and_dontfork(void)
 static void test_thp(void)
 {
 	char *va = reserve(8 << 20, MT_2M);
-	if (!va || mmap(va, 8 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-			-1, 0) == MAP_FAILED) {
+	if (!va || mmap(va, 8 << 20, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
 		ok(0, "thp: mmap");
 		return;
 	}
@@ -120,8 +121,8 @@ static void test_thp(void)
 		      "PAGEMAP_SCAN)");
 	} else {
 		ok(nsegs == 3 && segs[0].page_size == 4096 && segs[1].page_size == MT_2M &&
-			   segs[1].va == (uintptr_t)(va + (2 << 20)) && segs[1].len == (4u << 20) &&
-			   segs[2].page_size == 4096,
+		       segs[1].va == (uintptr_t)(va + (2 << 20)) && segs[1].len == (4u << 20) &&
+		       segs[2].page_size == 4096,
 		   "thp: 4 KiB | 4 MiB of THP | 4 KiB, in order");
 	}
 	munmap(va, 8 << 20);
@@ -138,18 +139,18 @@ static void test_hugetlb_mixed(void)
 	char *va = reserve(6 << 20, MT_2M);
 	int fd = memfd_create("t", MFD_CLOEXEC | MFD_HUGETLB | (21u << 26));
 	bool mapped = va && fd >= 0 && !ftruncate(fd, MT_2M) &&
-		      mmap(va, MT_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-			   -1, 0) != MAP_FAILED &&
-		      mmap(va + MT_2M, MT_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) !=
-			      MAP_FAILED &&
-		      mmap(va + 2 * MT_2M, MT_2M, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-			   0) != MAP_FAILED;
+		      mmap(va, MT_2M, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED &&
+		      mmap(va + MT_2M, MT_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+			   0) != MAP_FAILED &&
+		      mmap(va + 2 * MT_2M, MT_2M, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
 	ok(mapped, "hugetlb: three adjacent mappings");
 	if (!mapped)
 		goto out;
 	ok_eq(inspect(va, 2 * MT_2M, true), 0, "hugetlb: 4k + hugetlb inspected");
 	ok(nsegs == 2 && segs[0].page_size == 4096 && segs[1].page_size == MT_2M &&
-		   segs[1].source == DME_MEM_SRC_HUGETLB_MEMFD && segs[1].va == (uintptr_t)(va + MT_2M),
+	       segs[1].source == DME_MEM_SRC_HUGETLB_MEMFD && segs[1].va == (uintptr_t)(va + MT_2M),
 	   "hugetlb: second segment is the 2 MiB memfd page");
 	ok_eq(inspect(va + MT_2M + 4096, 8192, true), 0, "hugetlb: a part inside the hugepage");
 	ok(nsegs == 1 && segs[0].page_size == MT_2M, "hugetlb: part reports 2 MiB backing");
@@ -175,7 +176,7 @@ static void test_dme_memory(void)
 		return;
 	}
 	ok(!inspect(m->va, m->len, true) && nsegs == 1 && segs[0].dontfork &&
-		   segs[0].page_size == m->page_size,
+	       segs[0].page_size == m->page_size,
 	   "dme memory: one DONTFORK segment at its page size");
 	dme_mem_free(m);
 }

@@ -114,9 +114,10 @@ static void test_device_unknown(void)
 	if (!m)
 		return;
 	dme_mem_stats(&b);
-	bool reported = (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_NODE_UNKNOWN)) &&
-			b.fallbacks[DME_MEM_FB_NODE_UNKNOWN] == a.fallbacks[DME_MEM_FB_NODE_UNKNOWN] + 1 &&
-			strstr(logcap.all, "NUMA node is unknown");
+	bool reported =
+	    (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_NODE_UNKNOWN)) &&
+	    b.fallbacks[DME_MEM_FB_NODE_UNKNOWN] == a.fallbacks[DME_MEM_FB_NODE_UNKNOWN] + 1 &&
+	    strstr(logcap.all, "NUMA node is unknown");
 	if (numa_num_configured_nodes() > 1)
 		ok(reported, "device node -1: local node used, fallback reported");
 	else
@@ -168,7 +169,8 @@ static void test_bad_node(void)
 static void test_misplaced_report(void)
 {
 	int ret;
-	struct dme_mem *m = alloc_with(DME_NUMA_NODE, 0, DME_MEM_F_NO_VERIFY, DME_HUGEPAGE_NONE, &ret);
+	struct dme_mem *m =
+	    alloc_with(DME_NUMA_NODE, 0, DME_MEM_F_NO_VERIFY, DME_HUGEPAGE_NONE, &ret);
 	if (!m) {
 		ok(0, "misplaced: allocated");
 		return;
@@ -180,11 +182,11 @@ static void test_misplaced_report(void)
 	logcap_reset();
 	pin_place_verify(m, &pl);
 	dme_mem_stats(&b);
-	ok_eq(m->pages_misplaced, m->len / m->page_size, "misplaced: every page counted off node %d",
-	      other);
+	ok_eq(m->pages_misplaced, m->len / m->page_size,
+	      "misplaced: every page counted off node %d", other);
 	ok(m->node_actual == 0, "misplaced: node_actual is where they are");
 	ok((m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_MISPLACED)) &&
-		   b.fallbacks[DME_MEM_FB_MISPLACED] == a.fallbacks[DME_MEM_FB_MISPLACED] + 1,
+	       b.fallbacks[DME_MEM_FB_MISPLACED] == a.fallbacks[DME_MEM_FB_MISPLACED] + 1,
 	   "misplaced: recorded and counted");
 	ok(strstr(logcap.last, "landed off node") != NULL, "misplaced: warned");
 	dme_mem_free(m);
@@ -198,9 +200,10 @@ static void test_hugetlb_on_node(void)
 		return;
 	}
 	int ret;
-	struct dme_mem *m = alloc_with(DME_NUMA_NODE, 0, DME_MEM_F_NUMA_BIND, DME_HUGEPAGE_2M, &ret);
+	struct dme_mem *m =
+	    alloc_with(DME_NUMA_NODE, 0, DME_MEM_F_NUMA_BIND, DME_HUGEPAGE_2M, &ret);
 	ok(!ret && m && m->source == DME_MEM_SRC_HUGETLB_MEMFD && m->node_actual == 0 &&
-		   all_pages_on(m, 0),
+	       all_pages_on(m, 0),
 	   "hugetlb bound to node 0: placed and verified");
 	dme_mem_free(m);
 	hp_release(&r);
@@ -243,13 +246,21 @@ static void test_pci_node(void)
 		   "pci node: short form %s == long form", first + 5);
 		char upper[64];
 		for (size_t i = 0; i <= strlen(first); i++)
-			upper[i] = (char)(first[i] >= 'a' && first[i] <= 'f' ? first[i] - 32 : first[i]);
+			upper[i] =
+			    (char)(first[i] >= 'a' && first[i] <= 'f' ? first[i] - 32 : first[i]);
 		ok(!dme_pci_numa_node(upper, &b) && a == b, "pci node: upper-case hex accepted");
 	}
 	int node = 77;
-	static const char *const bad[] = {"", "../../../etc", "0000:00:00.0/../..", "0000:100:00.0",
-					  "zz:00.0", "00:00.8", "00:20.0", "0000:00:00.0 ",
-					  "10000:00:00.0", "/dev/vfio/devices/foo",
+	static const char *const bad[] = {"",
+					  "../../../etc",
+					  "0000:00:00.0/../..",
+					  "0000:100:00.0",
+					  "zz:00.0",
+					  "00:00.8",
+					  "00:20.0",
+					  "0000:00:00.0 ",
+					  "10000:00:00.0",
+					  "/dev/vfio/devices/foo",
 					  "/dev/vfio/devices/vfio1/../x"};
 	int nbad = 0;
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++)
@@ -258,7 +269,7 @@ static void test_pci_node(void)
 	ok_eq(dme_pci_numa_node(NULL, &node), -EINVAL, "pci node: NULL -EINVAL");
 	logcap_reset();
 	ok(dme_pci_numa_node("0000:ff:1f.7", &node) == -ENODEV && node == 77 &&
-		   strstr(logcap.last, "0000:ff:1f.7"),
+	       strstr(logcap.last, "0000:ff:1f.7"),
 	   "pci node: absent device -ENODEV, named in the message");
 	ok_eq(dme_pci_numa_node("/dev/vfio/devices/vfio4000", &node), -ENODEV,
 	      "pci node: absent VFIO cdev -ENODEV");
@@ -271,13 +282,13 @@ static void test_params_from_config(void)
 	dme_config_init(&cfg);
 	ok_eq(dme_mem_params_from_config(&p, &cfg, 4096), 0, "config defaults: ok");
 	ok(p.len == 4096 && p.hugepage == DME_HUGEPAGE_AUTO && p.numa == DME_NUMA_DEVICE &&
-		   p.node == -1 && !p.mlock && !p.flags,
+	       p.node == -1 && !p.mlock && !p.flags,
 	   "config defaults: auto pages, device policy without a device -> node -1");
 	ok(!dme_config_set(&cfg, "DME_NUMA", "0") && !dme_config_set(&cfg, "DME_HUGEPAGE", "thp") &&
-		   !dme_config_set(&cfg, "DME_MLOCK", "1"),
+	       !dme_config_set(&cfg, "DME_MLOCK", "1"),
 	   "config: DME_NUMA=0 DME_HUGEPAGE=thp DME_MLOCK=1");
 	ok(!dme_mem_params_from_config(&p, &cfg, 1 << 20) && p.numa == DME_NUMA_NODE &&
-		   p.node == 0 && p.hugepage == DME_HUGEPAGE_THP && p.mlock,
+	       p.node == 0 && p.hugepage == DME_HUGEPAGE_THP && p.mlock,
 	   "config: params follow the variables");
 
 	DIR *d = opendir("/sys/bus/pci/devices");

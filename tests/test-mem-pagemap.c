@@ -36,8 +36,8 @@ static void test_4k(void)
 		same &= !dme_mem_pa((char *)m->va + i * 4096, &one) && one == arr[i];
 	}
 	ok(same, "4k: array agrees with one-by-one lookups");
-	ok(!dme_mem_pa_array(m->va, 4, 3 * 4096, arr) && !dme_mem_pa((char *)m->va + 9 * 4096, &pa) &&
-		   arr[3] == pa,
+	ok(!dme_mem_pa_array(m->va, 4, 3 * 4096, arr) &&
+	       !dme_mem_pa((char *)m->va + 9 * 4096, &pa) && arr[3] == pa,
 	   "4k: a stride other than the page size");
 	dme_mem_free(m);
 }
@@ -107,8 +107,8 @@ static void no_admin_child(struct child_results *cr, void *arg)
 	}
 	int ret = dme_mem_pa(&pa, &pa);
 	child_ok(cr, ret == -EPERM && pa == 5, "-EPERM, out untouched", logcap.last);
-	child_ok(cr, strstr(logcap.last, "CAP_SYS_ADMIN") != NULL, "the message names CAP_SYS_ADMIN",
-		 logcap.last);
+	child_ok(cr, strstr(logcap.last, "CAP_SYS_ADMIN") != NULL,
+		 "the message names CAP_SYS_ADMIN", logcap.last);
 }
 
 int main(void)

@@ -77,8 +77,8 @@ struct dme_mem_params {
 	size_t len;			 /* bytes, > 0; rounded up to the backing page size */
 	enum dme_hugepage_pref hugepage; /* DME_HUGEPAGE */
 	enum dme_numa_policy numa;	 /* DME_NUMA */
-	int node;   /* DME_NUMA_NODE: that node; DME_NUMA_DEVICE: the device's node or -1 */
-	bool mlock; /* DME_MLOCK: mlock() after prefault */
+	int node;	/* DME_NUMA_NODE: that node; DME_NUMA_DEVICE: the device's node or -1 */
+	bool mlock;	/* DME_MLOCK: mlock() after prefault */
 	unsigned flags; /* DME_MEM_F_* */
 	/* threads that prefault (at most 64): 0 = auto, one per CPU the caller may
 	 * run on (at most 8, each with at least 32 MiB); 1 = the calling thread only */
@@ -119,8 +119,7 @@ void dme_mem_params_init(struct dme_mem_params *p, size_t len);
  *
  * Return: 0, or an error of dme_pci_numa_node() for a bad or absent device.
  */
-int dme_mem_params_from_config(struct dme_mem_params *p, const struct dme_config *cfg,
-			       size_t len);
+int dme_mem_params_from_config(struct dme_mem_params *p, const struct dme_config *cfg, size_t len);
 
 /**
  * dme_mem_alloc() - allocate DMA memory, resident, placed and fork-safe.
