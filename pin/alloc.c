@@ -221,12 +221,13 @@ static int try_thp(struct alloc_ctx *c)
 	int ret;
 
 	enum thp_mode mode = pin_thp_mode();
-	if (mode == THP_NEVER || mode == THP_ABSENT)
+	if (mode == THP_NEVER || mode == THP_ABSENT || mode == THP_PROCESS_OFF)
 		return unavailable(c, DME_MEM_FB_THP_DISABLED, "transparent huge pages are %s",
-				   mode == THP_NEVER
-				       ? "disabled (/sys/kernel/mm/transparent_hugepage/"
-					 "enabled is never)"
-				       : "not built into this kernel");
+				   mode == THP_NEVER	? "disabled (/sys/kernel/mm/"
+							  "transparent_hugepage/enabled is never)"
+				   : mode == THP_ABSENT ? "not built into this kernel"
+							: "disabled for this process "
+							  "(prctl PR_SET_THP_DISABLE)");
 	if (!align_up_checked(p->len, SZ_2M, &len) || len > SIZE_MAX - SZ_2M)
 		return -EINVAL;
 	ret = dme_mem_budget_check(len);

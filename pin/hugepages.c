@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "compiler.h"
@@ -38,6 +39,10 @@ struct pm_scan_arg {
 enum thp_mode pin_thp_mode(void)
 {
 	char buf[128];
+	/* 1: THP disabled for this process entirely (PR_SET_THP_DISABLE); newer
+	 * kernels add a bit for "except where advised", which MADV_HUGEPAGE is */
+	if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1)
+		return THP_PROCESS_OFF;
 	if (pin_read_text("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)))
 		return THP_ABSENT;
 	if (strstr(buf, "[always]"))

@@ -44,9 +44,10 @@ void pin_stat_failure(void);
 
 /* --- hugepages.c ----------------------------------------------------- */
 
-enum thp_mode { THP_ALWAYS, THP_MADVISE, THP_NEVER, THP_ABSENT };
+enum thp_mode { THP_ALWAYS, THP_MADVISE, THP_NEVER, THP_ABSENT, THP_PROCESS_OFF };
 
-/* THP setting of the kernel (/sys/kernel/mm/transparent_hugepage/enabled). */
+/* THP setting of the kernel (/sys/kernel/mm/transparent_hugepage/enabled),
+ * or THP_PROCESS_OFF when prctl(PR_SET_THP_DISABLE) turned it off for us. */
 enum thp_mode pin_thp_mode(void);
 /* Finds a writable hugetlbfs mount of @page_size in /proc/self/mounts. */
 int pin_hugetlbfs_dir(size_t page_size, char *dir, size_t len);

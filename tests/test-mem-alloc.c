@@ -151,6 +151,29 @@ static void test_thp(void)
 	dme_mem_free(m);
 }
 
+static void thp_off_child(struct child_results *cr, void *arg)
+{
+	(void)arg;
+	char msg[400];
+	struct dme_mem *m = NULL;
+	struct dme_mem_params p = params(4 << 20, DME_HUGEPAGE_THP);
+	logcap_install();
+	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) {
+		child_ok(cr, 1, "SKIP prctl(PR_SET_THP_DISABLE) refused", NULL);
+		return;
+	}
+	int ret = dme_mem_alloc(&p, &m);
+	snprintf(msg, sizeof(msg), "ret %d, messages: %.360s", ret, logcap.all);
+	child_ok(cr, !ret && m && m->source == DME_MEM_SRC_4K && m->page_size == 4096,
+		 "4 KiB pages instead", msg);
+	child_ok(cr,
+		 m && (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_THP_DISABLED)) &&
+		     strstr(logcap.all, "PR_SET_THP_DISABLE") &&
+		     strstr(logcap.all, "falling back to 4 KiB pages"),
+		 "thp_disabled recorded, the warning says why", msg);
+	dme_mem_free(m);
+}
+
 static void check_hugetlb_fd(struct dme_mem *m, const char *what)
 {
 	struct stat st;
@@ -509,6 +532,7 @@ int main(void)
 	test_bad_params();
 	test_4k();
 	test_thp();
+	run_in_child("thp off for the process", thp_off_child, NULL);
 	test_auto_no_hugepages();
 	test_2m_short_fallback();
 	test_2m_memfd();
