@@ -70,24 +70,33 @@ int pin_place_resolve(const struct dme_mem_params *p, struct dme_mem *m, struct 
 	}
 	switch (p->numa) {
 	case DME_NUMA_NODE:
-	case DME_NUMA_DEVICE:
-		if (p->node >= 0) {
-			if (!node_has_memory(p->node)) {
-				list_nodes(nodes, sizeof(nodes));
-				dme_err("NUMA node %d does not exist or has no memory (nodes with "
-					"memory: %s)",
-					p->node, nodes);
-				return -EINVAL;
-			}
-			r.node = p->node;
-			break;
-		}
-		if (p->numa == DME_NUMA_NODE) {
+		if (p->node < 0) {
 			dme_err("DME_NUMA=<node> needs a node number, got %d", p->node);
 			return -EINVAL;
 		}
+		if (!node_has_memory(p->node)) {
+			list_nodes(nodes, sizeof(nodes));
+			dme_err(
+			    "NUMA node %d does not exist or has no memory (nodes with memory: %s)",
+			    p->node, nodes);
+			return -EINVAL;
+		}
+		r.node = p->node;
+		break;
+	case DME_NUMA_DEVICE:
+		if (node_has_memory(p->node)) {
+			r.node = p->node;
+			break;
+		}
 		r.node = local_node();
-		if (numa_num_configured_nodes() > 1) {
+		if (p->node >= 0) {
+			/* e.g. a device on a memory-less node: nothing to place there */
+			pin_note_fallback(m, DME_MEM_FB_NODE_UNKNOWN);
+			dme_warn(
+			    "DMA memory: the device's NUMA node %d has no memory; placing it on "
+			    "the local node %d",
+			    p->node, r.node);
+		} else if (numa_num_configured_nodes() > 1) {
 			pin_note_fallback(m, DME_MEM_FB_NODE_UNKNOWN);
 			dme_warn("DMA memory: the device's NUMA node is unknown (sysfs numa_node "
 				 "is -1); placing it on the local node %d",

@@ -130,6 +130,15 @@ static void test_device_unknown(void)
 	ok(!ret && m && m->node_wanted == 0 && m->node_actual == 0 && !m->fallbacks,
 	   "device on node 0: placed on 0");
 	dme_mem_free(m);
+
+	/* a device on a node without memory (here: one past the last node) */
+	logcap_reset();
+	m = alloc_with(DME_NUMA_DEVICE, numa_max_node() + 1, 0, DME_HUGEPAGE_NONE, &ret);
+	ok(!ret && m && m->node_wanted >= 0 && m->node_actual == m->node_wanted &&
+	       (m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_NODE_UNKNOWN)) &&
+	       strstr(logcap.all, "has no memory"),
+	   "device on a node without memory: local node, node_unknown reported");
+	dme_mem_free(m);
 }
 
 static void test_interleave(void)
@@ -157,7 +166,8 @@ static void test_bad_node(void)
 	ok(strstr(logcap.last, "does not exist") && strstr(logcap.last, "nodes with memory: "),
 	   "node beyond the last: message lists the nodes");
 	m = alloc_with(DME_NUMA_NODE, -1, 0, DME_HUGEPAGE_NONE, &ret);
-	ok(ret == -EINVAL && !m, "DME_NUMA=<node> without a node: -EINVAL");
+	ok(ret == -EINVAL && !m && strstr(logcap.last, "needs a node number"),
+	   "DME_NUMA=<node> without a node: -EINVAL");
 	m = alloc_with(DME_NUMA_NODE, 5000, 0, DME_HUGEPAGE_NONE, &ret);
 	ok(ret == -EINVAL && !m, "node 5000: -EINVAL");
 	m = alloc_with((enum dme_numa_policy)42, 0, 0, DME_HUGEPAGE_NONE, &ret);
