@@ -195,22 +195,26 @@ err_unmap:
 	return ret;
 }
 
-/* Maps @len bytes of anonymous memory aligned to @align. */
-static void *map_anon_aligned(size_t len, size_t align)
+/* Maps @len bytes of anonymous memory aligned to @align; logs on failure. */
+static int map_anon_aligned(size_t len, size_t align, void **out)
 {
 	size_t extra = align > pin_base_page() ? align : 0;
+	char a[32];
 	char *raw =
 	    mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		return NULL;
-	if (!extra)
-		return raw;
+	if (raw == MAP_FAILED) {
+		int err = errno;
+		dme_err("mmap of %s anonymous memory failed: %s", pin_fmt_size(len, a, sizeof(a)),
+			strerror(err));
+		return -err;
+	}
 	char *va = raw + (align_down((uintptr_t)raw + align - 1, align) - (uintptr_t)raw);
 	if (va > raw)
 		munmap(raw, (size_t)(va - raw));
 	if (raw + extra > va)
 		munmap(va + len, (size_t)(raw + extra - va));
-	return va;
+	*out = va;
+	return 0;
 }
 
 static int try_thp(struct alloc_ctx *c)
@@ -233,13 +237,10 @@ static int try_thp(struct alloc_ctx *c)
 	ret = dme_mem_budget_check(len);
 	if (ret)
 		return ret;
-	void *va = map_anon_aligned(len, SZ_2M);
-	if (!va) {
-		ret = -errno;
-		dme_err("mmap of %s anonymous memory failed: %s", pin_fmt_size(len, a, sizeof(a)),
-			strerror(-ret));
+	void *va;
+	ret = map_anon_aligned(len, SZ_2M, &va);
+	if (ret)
 		return ret;
-	}
 	if (madvise(va, len, MADV_HUGEPAGE)) {
 		ret = errno;
 		munmap(va, len);
@@ -298,13 +299,10 @@ static int try_4k(struct alloc_ctx *c)
 	int ret = dme_mem_budget_check(len);
 	if (ret)
 		return ret;
-	void *va = map_anon_aligned(len, pg);
-	if (!va) {
-		ret = -errno;
-		dme_err("mmap of %s anonymous memory failed: %s", pin_fmt_size(len, a, sizeof(a)),
-			strerror(-ret));
+	void *va;
+	ret = map_anon_aligned(len, pg, &va);
+	if (ret)
 		return ret;
-	}
 	ret = make_resident(c, va, len, pg);
 	if (ret) {
 		if (ret == -ENOMEM || ret == -EFAULT)
