@@ -8,10 +8,11 @@
  * advice (EINVAL) gets one written byte per page instead. The kernel clears
  * each new page with ordinary stores, about 60% of a streaming memset, so
  * large ranges are split on page boundaries over short-lived helper threads
- * (blocked signals; joined before returning): clearing is then bound by
- * memory bandwidth rather than one core. Budget: the kernel charges pinned pages to
- * RLIMIT_MEMLOCK unless the task has CAP_IPC_LOCK, so that is what we check,
- * by capability (capget), never by uid. Thread-safe; no state.
+ * (blocked signals; joined before returning) that claim 16 MiB chunks from
+ * a shared cursor: clearing is then bound by memory bandwidth rather than one
+ * core, and a helper that gets no CPU delays the call by one chunk at most. Budget: the kernel
+ * charges pinned pages to RLIMIT_MEMLOCK unless the task has CAP_IPC_LOCK, so that is what we
+ * check, by capability (capget), never by uid. Thread-safe; no state.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,17 +33,24 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define POPULATE_BATCH (256ull << 20) /* bytes per madvise: large, yet interruptible */
-#define POPULATE_MIN_PER_THREAD                                                                    \
-	(32ull << 20)	    /* below this a helper thread costs more than it saves */
-#define POPULATE_AUTO_MAX 8 /* helper threads "auto" starts at most */
-#define POPULATE_MAX 64	    /* hard cap on threads for one call */
+#define POPULATE_BATCH (256ull << 20) /* bytes per madvise alone: large, yet interruptible */
+#define POPULATE_CHUNK (16ull << 20)  /* bytes threads claim at a time when sharing */
+#define POPULATE_MIN_PER_THREAD (32ull << 20) /* below this a helper costs more than it saves */
+#define POPULATE_AUTO_MAX 8		      /* helper threads "auto" starts at most */
+#define POPULATE_MAX 64			      /* hard cap on threads for one call */
 
-struct pop_job {
+/*
+ * The work of one pin_populate() call. Threads claim chunks from @next until
+ * it passes @len, so a helper that gets no CPU holds up at most the chunk it
+ * claimed: the caller does the rest itself.
+ */
+struct pop_work {
 	char *va;
-	size_t len, page_size;
-	bool touch, touched;
-	int ret;
+	size_t len, page_size, chunk;
+	size_t next;  /* atomic: offset of the next unclaimed chunk */
+	bool touch;   /* atomic: prefault by touching (asked, or the kernel refused) */
+	bool touched; /* atomic: someone touched */
+	int ret;      /* atomic: first hard error; stops everyone */
 };
 
 static void touch(char *va, size_t len, size_t page_size)
@@ -52,37 +60,40 @@ static void touch(char *va, size_t len, size_t page_size)
 		((volatile char *)va)[off] = 0;
 }
 
-static void populate_range(struct pop_job *j)
+/* Prefaults [va, va+len); 0, or -errno for a hard error. */
+static int populate_chunk(struct pop_work *w, char *va, size_t len)
 {
-	size_t off = 0;
-
-	j->ret = 0;
-	if (j->touch)
-		goto touch_rest;
-	while (off < j->len) {
-		size_t n = j->len - off < POPULATE_BATCH ? j->len - off : POPULATE_BATCH;
-		if (madvise(j->va + off, n, MADV_POPULATE_WRITE) == 0) {
-			off += n;
-			continue;
-		}
+	while (!__atomic_load_n(&w->touch, __ATOMIC_RELAXED)) {
+		if (madvise(va, len, MADV_POPULATE_WRITE) == 0)
+			return 0;
 		int err = errno;
 		if (err == EINTR || err == EAGAIN)
 			continue;
-		if (err == EINVAL)
-			goto touch_rest; /* kernel before 5.14 */
-		/* ENOMEM / EFAULT / EHWPOISON: the pages could not be had */
-		j->ret = -err;
-		return;
+		if (err != EINVAL) /* ENOMEM / EFAULT / EHWPOISON: the pages could not be had */
+			return -err;
+		__atomic_store_n(&w->touch, true, __ATOMIC_RELAXED); /* kernel before 5.14 */
 	}
-	return;
-touch_rest:
-	touch(j->va + off, j->len - off, j->page_size);
-	j->touched = true;
+	touch(va, len, w->page_size);
+	__atomic_store_n(&w->touched, true, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static void *populate_worker(void *arg)
 {
-	populate_range(arg);
+	struct pop_work *w = arg;
+	for (;;) {
+		size_t off = __atomic_fetch_add(&w->next, w->chunk, __ATOMIC_RELAXED);
+		if (off >= w->len || __atomic_load_n(&w->ret, __ATOMIC_RELAXED))
+			break;
+		size_t n = w->len - off < w->chunk ? w->len - off : w->chunk;
+		int ret = populate_chunk(w, w->va + off, n);
+		if (ret) {
+			int zero = 0;
+			__atomic_compare_exchange_n(&w->ret, &zero, ret, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+			break;
+		}
+	}
 	return NULL;
 }
 
@@ -100,43 +111,29 @@ static unsigned auto_threads(size_t len)
 int pin_populate(void *va, size_t len, size_t page_size, unsigned threads, bool force_touch,
 		 bool *touched)
 {
-	struct pop_job jobs[POPULATE_MAX];
 	pthread_t tid[POPULATE_MAX];
-	bool started[POPULATE_MAX] = {false};
+	unsigned started = 0;
 	sigset_t all, old;
-	size_t pages = len / page_size;
 	unsigned nt = threads ? threads : auto_threads(len);
-	int ret = 0;
+	struct pop_work w = {.va = va, .len = len, .page_size = page_size, .touch = force_touch};
 
 	if (nt > POPULATE_MAX)
 		nt = POPULATE_MAX;
-	if (nt > pages)
-		nt = pages ? (unsigned)pages : 1;
-	/* split on page boundaries; the calling thread takes the first share */
-	size_t per = (pages + nt - 1) / nt * page_size;
-	for (unsigned i = 0; i < nt; i++) {
-		size_t off = i * per < len ? i * per : len;
-		size_t n = len - off < per ? len - off : per;
-		jobs[i] = (struct pop_job){(char *)va + off, n, page_size, force_touch, false, 0};
-	}
+	uint64_t chunk = nt > 1 ? POPULATE_CHUNK : POPULATE_BATCH;
+	w.chunk = (size_t)(chunk > page_size ? align_down(chunk, page_size) : page_size);
+	if (nt > 1 && len <= w.chunk)
+		nt = 1;
 	/* helpers start with every signal blocked: signals stay the caller's business */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (unsigned i = 1; i < nt; i++)
-		started[i] = !pthread_create(&tid[i], NULL, populate_worker, &jobs[i]);
+	while (started + 1 < nt && !pthread_create(&tid[started], NULL, populate_worker, &w))
+		started++;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	for (unsigned i = 0; i < nt; i++) {
-		if (i == 0 || !started[i])
-			populate_range(&jobs[i]); /* ours, or a helper that could not start */
-	}
-	for (unsigned i = 0; i < nt; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		if (jobs[i].ret && !ret)
-			ret = jobs[i].ret;
-		*touched |= jobs[i].touched;
-	}
-	return ret;
+	populate_worker(&w); /* the caller works too, and alone if no helper started */
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	*touched |= w.touched;
+	return w.ret;
 }
 
 static int read_locked(uint64_t *bytes)
