@@ -380,6 +380,37 @@ static void test_touch_and_mlock(void)
 	}
 }
 
+static bool all_resident(const struct dme_mem *m)
+{
+	size_t n = m->len / 4096;
+	unsigned char *vec = malloc(n);
+	bool res = vec && !mincore(m->va, m->len, vec);
+	for (size_t i = 0; res && i < n; i++)
+		res = vec[i] & 1;
+	free(vec);
+	return res;
+}
+
+/* Prefault split over threads: every page resident, none skipped. */
+static void test_populate_threads(void)
+{
+	for (int touch = 0; touch < 2; touch++) {
+		struct dme_mem *m = NULL;
+		struct dme_mem_params p = params((256 << 20) + 4096 * 3, DME_HUGEPAGE_NONE);
+		p.populate_threads = 4;
+		p.flags = touch ? DME_MEM_F_TOUCH : 0;
+		ok_eq(dme_mem_alloc(&p, &m), 0, "4 threads%s: allocated",
+		      touch ? ", touching" : "");
+		ok(m && all_resident(m) && all_zero(m->va, m->len),
+		   "4 threads%s: every page resident and zero", touch ? ", touching" : "");
+		dme_mem_free(m);
+	}
+	struct dme_mem *m = NULL;
+	struct dme_mem_params p = params(4096, DME_HUGEPAGE_NONE);
+	p.populate_threads = 65;
+	ok(dme_mem_alloc(&p, &m) == -EINVAL && !m, "65 prefault threads: -EINVAL");
+}
+
 /* --- hugetlbfs route and kernel refusals, in a child ---------------------- */
 
 static int dir_entries(const char *dir)
@@ -539,6 +570,7 @@ int main(void)
 	test_1g_short_to_2m();
 	test_1g();
 	test_touch_and_mlock();
+	test_populate_threads();
 	test_hugetlbfs_route();
 	return tap_done();
 }
