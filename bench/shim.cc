@@ -31,6 +31,11 @@ bool dme_bench_batch(struct dme_bench_state *s, uint64_t *n)
 	return true;
 }
 
+bool dme_bench_next(struct dme_bench_state *s)
+{
+	return s->st->KeepRunning();
+}
+
 int dme_bench_thread(struct dme_bench_state *s)
 {
 	return s->st->thread_index();
@@ -87,6 +92,7 @@ const struct dme_bench_suite *const *dme_bench_suites(void)
 {
 	static const struct dme_bench_suite *const all[] = {
 		&dme_bench_suite_iova,
+		&dme_bench_suite_pin,
 		nullptr,
 	};
 	return all;

@@ -30,6 +30,14 @@ struct dme_bench_state;
 
 /** dme_bench_batch() - next batch of iterations; false when measuring is done. */
 bool dme_bench_batch(struct dme_bench_state *st, uint64_t *n);
+/**
+ * dme_bench_next() - one more iteration? For bodies whose iteration takes
+ * milliseconds (a batch of 256 would run for minutes):
+ *
+ *	while (dme_bench_next(st))
+ *		work();
+ */
+bool dme_bench_next(struct dme_bench_state *st);
 /** dme_bench_thread() - index of the calling benchmark thread (0-based). */
 int dme_bench_thread(struct dme_bench_state *st);
 /** dme_bench_threads() - number of threads running this case. */
@@ -89,6 +97,7 @@ struct dme_bench_suite {
 
 /** Suites compiled into this build. */
 extern const struct dme_bench_suite dme_bench_suite_iova;
+extern const struct dme_bench_suite dme_bench_suite_pin;
 
 /**
  * dme_bench_suites() - every suite, NULL-terminated.
