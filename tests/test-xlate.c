@@ -408,8 +408,9 @@ static void *reader(void *arg)
 			uint64_t g1 = atomic_load_explicit(&r->gen[k], memory_order_acquire);
 			int ret = xlate_lookup(&r->x, va, &got);
 			int rret = xlate_reverse(&r->x, CIOVA(va), &rgot);
-			atomic_thread_fence(memory_order_acquire);
-			uint64_t g2 = atomic_load_explicit(&r->gen[k], memory_order_relaxed);
+			/* the lookups' acquire loads keep this read after them; a clear
+			 * they observed carries the writer's earlier gen bump with it */
+			uint64_t g2 = atomic_load_explicit(&r->gen[k], memory_order_acquire);
 			bool must = stable_page && (g1 & 1) && g1 == g2;
 			if (ret == 0 && got == CIOVA(va))
 				hits++;
@@ -468,7 +469,6 @@ static void test_race(void)
 				break;
 			}
 			atomic_fetch_add_explicit(&r.gen[k], 1, memory_order_release); /* even: unstable */
-			atomic_thread_fence(memory_order_seq_cst);
 			xlate_clear(&r.x, slot, M2);
 			race_set(&r, slot, M2, 21);
 			atomic_fetch_add_explicit(&r.gen[k], 1, memory_order_release); /* odd: stable */
