@@ -6,8 +6,11 @@
  * differential test against a simple reference model.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include <dme/sim.h>
@@ -808,6 +811,88 @@ static void test_differential(void)
 	dme_sim_close(s);
 }
 
+/* ---- a device racing map/unmap ------------------------------------------------- */
+
+#define DEV_IOVA 0x40000000ull
+#define DEV_LEN (4 * M2)
+
+struct devrace {
+	struct dme_sim *s;
+	const unsigned char *mem;
+	atomic_bool stop;
+	atomic_uint running;
+	unsigned long ok_reads, faults, wrong;
+};
+
+/* Reads random IOVAs while the main thread maps and unmaps them: every read
+ * either returns exactly the memory behind the IOVA or faults. */
+static void *device(void *arg)
+{
+	struct devrace *d = arg;
+	uint64_t x = 0x1234567;
+	unsigned char buf[64];
+	atomic_fetch_add(&d->running, 1);
+	while (!atomic_load_explicit(&d->stop, memory_order_relaxed)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		uint64_t off = x % (DEV_LEN - sizeof(buf));
+		int r = dme_sim_dma_read(d->s, DEV_IOVA + off, buf, sizeof(buf));
+		if (r == 0)
+			d->wrong += memcmp(buf, d->mem + off, sizeof(buf)) != 0, d->ok_reads++;
+		else if (r == -EFAULT)
+			d->faults++;
+		else
+			d->wrong++;
+	}
+	return NULL;
+}
+
+static void test_device_race(void)
+{
+	static struct devrace d;
+	void *base;
+	unsigned char *mem = alloc_aligned(M2, DEV_LEN, &base);
+	fill(mem, DEV_LEN, 11);
+	struct dme_sim_params p = {.fault_log = 8};
+	d.s = mk(&p);
+	d.mem = mem;
+	pthread_t th;
+	pthread_create(&th, NULL, device, &d);
+	while (atomic_load(&d.running) < 1)
+		sched_yield();
+	dme_log_set_hook(NULL, NULL, DME_LOG_NONE); /* faults are expected */
+	unsigned bad = 0;
+	for (unsigned i = 0; i < 20000; i++) {
+		uint64_t slot = (rnd() % 3) * M2; /* slot 3 comes and goes below */
+		if (rnd() % 2) { /* a whole 2 MiB leaf (retiring an emptied 4K table) */
+			bad += map1(d.s, (uintptr_t)mem + slot, DEV_IOVA + slot, M2, RW) != 0;
+			bad += unmap1(d.s, DEV_IOVA + slot, M2) != 0;
+		} else { /* a few 4K pages */
+			uint64_t pg = (rnd() % 500) * K4, len = (1 + rnd() % 12) * K4;
+			bad += map1(d.s, (uintptr_t)mem + slot + pg, DEV_IOVA + slot + pg, len, RW) != 0;
+			bad += unmap1(d.s, DEV_IOVA + slot + pg, len) != 0;
+		}
+		if (i % 8 == 0) /* something stays mapped for a while */
+			map1(d.s, (uintptr_t)mem + 3 * M2, DEV_IOVA + 3 * M2, M2, RW);
+		else if (i % 8 == 4)
+			unmap1(d.s, DEV_IOVA + 3 * M2, M2);
+	}
+	atomic_store(&d.stop, true);
+	pthread_join(th, NULL);
+	logcap_install();
+	struct dme_sim_stats st;
+	dme_sim_stats(d.s, &st);
+	diag("device race: %lu good reads, %lu faults, %llu tables retired", d.ok_reads, d.faults,
+	     (unsigned long long)st.retired_tables);
+	ok(d.wrong == 0, "device race: every DMA racing map/unmap read the right bytes or faulted");
+	ok(bad == 0 && d.ok_reads > 0 && d.faults > 0 && st.retired_tables > 0,
+	   "device race: maps, unmaps, good reads, faults and table retirements all happened");
+	ok_eq(dme_sim_check(d.s), 0, "device race: table consistent");
+	dme_sim_close(d.s);
+	munmap(base, DEV_LEN + M2);
+}
+
 int main(void)
 {
 	logcap_install();
@@ -824,5 +909,6 @@ int main(void)
 	test_inject_unmap();
 	test_inject_misc();
 	test_differential();
+	test_device_race();
 	return tap_done();
 }
