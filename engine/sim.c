@@ -695,6 +695,7 @@ static int sim_geometry(void *be, struct be_geometry *geo)
 	for (unsigned lv = 2; !s->no_large && lv <= MAX_LEAF_LEVEL && lv <= s->levels; lv++)
 		geo->pgsize_bitmap |= level_size(lv);
 	geo->has_copy = true;
+	geo->ready = true;
 	return 0;
 }
 
