@@ -35,6 +35,7 @@
 
 #include "avl.h"
 #include "backend.h"
+#include "internal.h"
 #include "compiler.h"
 #include "log_internal.h"
 #include "xlate.h"
@@ -683,6 +684,24 @@ DME_EXPORT int dme_engine_attach(struct dme_engine *e, const char *dev)
 	if (g.ready)
 		ret = replay(e);
 out:
+	pthread_mutex_unlock(&e->lock);
+	return ret;
+}
+
+void *dme__engine_backend(struct dme_engine *e)
+{
+	return e->be;
+}
+
+int dme__engine_refresh(struct dme_engine *e)
+{
+	struct be_geometry g;
+	pthread_mutex_lock(&e->lock);
+	int ret = query_geometry(e, &g);
+	if (!ret)
+		ret = geometry_apply(e, &g);
+	if (!ret && g.ready)
+		ret = replay(e);
 	pthread_mutex_unlock(&e->lock);
 	return ret;
 }

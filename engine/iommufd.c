@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "compiler.h"
 #include "devname.h"
+#include "internal.h"
 #include "ioctl.h"
 #include "log_internal.h"
 
@@ -307,11 +308,7 @@ static void ifd_close(void *be)
 	free(b);
 }
 
-/**
- * dme_iommufd_fd() - the /dev/iommu descriptor and IOAS id of an iommufd
- * backend (for tests that drive IOMMU_TEST_CMD against the same IOAS).
- */
-int dme_iommufd_ids(void *be, int *fd, uint32_t *ioas);
+/* For tests that drive IOMMU_TEST_CMD against the same IOAS (internal.h). */
 int dme_iommufd_ids(void *be, int *fd, uint32_t *ioas)
 {
 	struct ifd *b = be;
