@@ -31,6 +31,7 @@
 #include <sys/resource.h>
 
 #include <dme/engine.h>
+#include <dme/mem.h>
 #include <dme/sim.h>
 
 #include "avl.h"
@@ -273,6 +274,15 @@ struct run {
 	uint64_t page_size;
 	uint64_t iova;
 	struct region *r;
+	int fd;
+	uint64_t fd_off;
+};
+
+/* What the caller knows about the memory of a one-buffer registration. */
+struct mem_hint {
+	uint64_t page_size;
+	int fd;
+	uint64_t fd_off;
 };
 
 static unsigned prot_of(unsigned flags)
@@ -349,7 +359,7 @@ static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t 
 		if (last && va == last->va + last->len && last->prot == prot) {
 			last->len += q->len;
 		} else {
-			runs[nr++] = (struct run){va, q->len, prot, 4096, 0, NULL};
+			runs[nr++] = (struct run){va, q->len, prot, 4096, 0, NULL, -1, 0};
 		}
 		run_of[i] = nr - 1;
 	}
@@ -357,7 +367,46 @@ static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t 
 	return 0;
 }
 
-DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n)
+/*
+ * The backing page size of each run decides its IOVA alignment (IOVA == VA
+ * modulo the page size, so the IOMMU can use 2M/1G entries). Runs below
+ * 2 MiB cannot hold a large page and skip the look-up; for the others
+ * /proc/self/smaps also proves the range is mapped (and writable when the
+ * device may write) before any kernel call.
+ */
+static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint)
+{
+	for (size_t k = 0; k < nr; k++) {
+		struct run *u = &runs[k];
+		if (hint) {
+			u->page_size = hint->page_size;
+			u->fd = hint->fd;
+			u->fd_off = hint->fd_off;
+			continue;
+		}
+		if (u->len < (2u << 20))
+			continue;
+		struct dme_mem_segment *seg;
+		size_t ns;
+		int ret = dme_mem_inspect((void *)(uintptr_t)u->va, u->len, u->prot & BE_PROT_WRITE,
+					  &seg, &ns);
+		if (ret) {
+			dme_err("register: [0x%" PRIx64 ", +0x%" PRIx64 ") cannot be registered (%s)",
+				u->va, u->len, strerror(-ret));
+			return ret;
+		}
+		uint64_t ps = UINT64_MAX;
+		for (size_t i = 0; i < ns; i++)
+			if (seg[i].page_size < ps)
+				ps = seg[i].page_size;
+		free(seg);
+		u->page_size = ps < (1ull << 30) ? ps : (1ull << 30);
+	}
+	return 0;
+}
+
+static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n,
+			  const struct mem_hint *hint)
 {
 	if (!n)
 		return 0;
@@ -384,6 +433,8 @@ DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *r
 	size_t nr = 0, mapped = 0, with_iova = 0;
 	pthread_mutex_lock(&e->lock);
 	int ret = plan_batch(e, reqs, n, order, hit, runs, &nr, run_of);
+	if (!ret)
+		ret = runs_inspect(runs, nr, hint);
 	if (ret)
 		goto out;
 	if (nr) {
@@ -411,7 +462,7 @@ DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *r
 				size);
 			goto err_free_iova;
 		}
-		maps[with_iova] = (struct be_map){u->va, u->iova, size, u->prot, -1, 0};
+		maps[with_iova] = (struct be_map){u->va, u->iova, size, u->prot, u->fd, u->fd_off};
 	}
 	if (e->geo.ready) {
 		ret = be_map_chunked(e, maps, nr, &mapped);
@@ -426,7 +477,8 @@ DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *r
 		}
 		*r = (struct region){.va = runs[k].va, .len = maps[k].len, .iova = runs[k].iova,
 				     .page_size = runs[k].page_size, .prot = runs[k].prot,
-				     .state = R_ACTIVE, .mapped = e->geo.ready, .fd = -1};
+				     .state = R_ACTIVE, .mapped = e->geo.ready, .fd = runs[k].fd,
+				     .fd_off = runs[k].fd_off};
 		ret = region_publish(e, r);
 		if (ret) {
 			free(r);
@@ -494,11 +546,16 @@ out:
 	return ret;
 }
 
+DME_EXPORT int dme_register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n)
+{
+	return register_batch(e, reqs, n, NULL);
+}
+
 DME_EXPORT int dme_register(struct dme_engine *e, void *va, size_t len, unsigned flags,
 			    uint64_t *iova)
 {
 	struct dme_region_req q = {va, len, flags, 0};
-	int ret = dme_register_batch(e, &q, 1);
+	int ret = register_batch(e, &q, 1, NULL);
 	if (!ret)
 		*iova = q.iova;
 	return ret;
@@ -532,6 +589,60 @@ DME_EXPORT int dme_engine_flush(struct dme_engine *e)
 	int ret = pending_flush(e);
 	pthread_mutex_unlock(&e->lock);
 	return ret;
+}
+
+/*
+ * Unmap the region holding exactly [va, +len) now, whatever its references
+ * (the memory is about to go away). Lock held.
+ */
+static int region_drop_locked(struct dme_engine *e, uint64_t va, uint64_t len)
+{
+	struct region *r = region_at(e, va);
+	if (!r || r->va != va || r->len < len)
+		return -ENOENT;
+	if (r->state == R_ACTIVE) {
+		r->refs = 0;
+		r->state = R_IDLE;
+		rlist_add_tail(&e->lru, r);
+	}
+	region_evict(e, r);
+	return pending_flush(e);
+}
+
+DME_EXPORT int dme_dma_alloc(struct dme_engine *e, size_t len, unsigned flags,
+			     struct dme_dma_mem *out)
+{
+	struct dme_mem_params p;
+	int ret = dme_mem_params_from_config(&p, &e->cfg, len);
+	if (ret)
+		return ret;
+	struct dme_mem *m;
+	ret = dme_mem_alloc(&p, &m);
+	if (ret)
+		return ret;
+	struct dme_region_req q = {m->va, m->len, flags, 0};
+	struct mem_hint h = {m->page_size, m->fd, m->fd_offset};
+	ret = register_batch(e, &q, 1, &h);
+	if (ret) {
+		dme_mem_free(m);
+		return ret;
+	}
+	*out = (struct dme_dma_mem){m->va, m->len, q.iova, m->page_size, m->node_actual, m};
+	return 0;
+}
+
+DME_EXPORT int dme_dma_free(struct dme_engine *e, struct dme_dma_mem *d)
+{
+	pthread_mutex_lock(&e->lock);
+	int ret = region_drop_locked(e, (uintptr_t)d->va, d->len);
+	pthread_mutex_unlock(&e->lock);
+	if (ret == -ENOENT)
+		dme_err("dma_free: %p is not memory of this engine", d->va);
+	if (ret)
+		return ret;	/* still mapped: the memory must not go back */
+	dme_mem_free(d->mem);
+	memset(d, 0, sizeof(*d));
+	return 0;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -11,10 +11,12 @@
 #include <sys/mman.h>
 
 #include <dme/engine.h>
+#include <dme/mem.h>
 #include <dme/sim.h>
 
 #include "logcap.h"
 #include "tap.h"
+#include "memtest.h"
 
 #define PG 4096ull
 
@@ -320,6 +322,71 @@ static void test_attach(void)
 	dme_engine_close(e);
 }
 
+static void test_dma_memory(void)
+{
+	struct hp_res hr;
+	if (!hp_reserve(&hr, 0, 2048, 4)) {
+		ok(0, "dma: cannot reserve 2 MiB hugepages (run as root)");
+		return;
+	}
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = DME_BACKEND_SIM;
+	c.hugepage = DME_HUGEPAGE_2M;
+	c.numa = DME_NUMA_LOCAL;
+	struct dme_engine *e;
+	dme_engine_open(&c, &e);
+	struct dme_sim *sim = dme_engine_sim(e);
+	struct dme_dma_mem d;
+	ok_eq(dme_dma_alloc(e, 3 << 20, DME_MAP_RW, &d), 0, "dma: 3 MiB of 2 MiB hugepages");
+	ok(d.page_size == 2u << 20 && d.len == 4u << 20, "dma: rounded to two 2 MiB pages");
+	ok_eq(d.iova & ((2u << 20) - 1), (uintptr_t)d.va & ((2u << 20) - 1), "dma: IOVA == VA mod 2 MiB");
+	struct dme_sim_walk w;
+	ok(dme_sim_walk(sim, d.iova + 12345, &w) == 0 && w.page_size == 2u << 20,
+	   "dma: the IOMMU maps it with 2 MiB entries");
+	uint64_t x;
+	ok(dme_vtoiova(e, (char *)d.va + (3 << 20), &x) == 0 && x == d.iova + (3 << 20), "dma: translated");
+	memset(d.va, 0x11, 64);
+	uint8_t b[64];
+	ok(dme_sim_dma_read(sim, d.iova, b, 64) == 0 && b[0] == 0x11 && b[63] == 0x11, "dma: device reads it");
+	uint64_t iova = d.iova;
+	void *va = d.va;
+	ok_eq(dme_dma_free(e, &d), 0, "dma: free");
+	ok(dme_vtoiova(e, va, &x) == -ENOENT && dme_sim_dma_read(sim, iova, b, 8) == -EFAULT,
+	   "dma: after free nothing translates and the device faults");
+	ok(balanced(e), "dma: stats balance");
+
+	/* caller memory that is hugepage backed gets a congruent IOVA too */
+	struct dme_mem_params p;
+	dme_mem_params_init(&p, 4u << 20);
+	p.hugepage = DME_HUGEPAGE_2M;
+	struct dme_mem *m;
+	ok_eq(dme_mem_alloc(&p, &m), 0, "caller's own hugepage memory");
+	uint64_t dummy;
+	uint8_t *small = mem(PG);
+	dme_register(e, small, PG, DME_MAP_RW, &dummy);	/* so 0 is not free */
+	ok_eq(dme_register(e, m->va, m->len, DME_MAP_RW, &iova), 0, "register it");
+	ok_eq(iova & ((2u << 20) - 1), (uintptr_t)m->va & ((2u << 20) - 1),
+	      "its IOVA is congruent mod 2 MiB (page size found by inspection)");
+	ok(dme_sim_walk(sim, iova, &w) == 0 && w.page_size == 2u << 20, "and mapped with 2 MiB entries");
+	dme_unregister(e, m->va, m->len);
+	dme_engine_flush(e);
+	dme_mem_free(m);
+
+	/* a large range that is not mapped is refused before any kernel call */
+	uint8_t *hole = mem(4u << 20);
+	munmap(hole + (1u << 20), 1u << 20);
+	logcap_reset();
+	ok(dme_register(e, hole, 4u << 20, DME_MAP_RW, &iova) < 0 && logcap.count[DME_LOG_ERR] > 0,
+	   "a range with an unmapped hole is refused with a message");
+	ok(balanced(e), "refused range left nothing behind");
+	dme_engine_close(e);
+	munmap(hole, 1u << 20);
+	munmap(hole + (2u << 20), 2u << 20);
+	munmap(small, PG);
+	hp_release(&hr);
+}
+
 int main(void)
 {
 	logcap_install();
@@ -331,5 +398,6 @@ int main(void)
 	test_batch_injection();
 	test_budgets();
 	test_attach();
+	test_dma_memory();
 	return tap_done();
 }

@@ -8,5 +8,8 @@
 #include <dme/log.h>
 #include <dme/config.h>
 #include <dme/iova.h>
+#include <dme/mem.h>
+#include <dme/engine.h>
+#include <dme/sim.h>
 
 #endif

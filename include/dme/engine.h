@@ -44,6 +44,18 @@ struct dme_region_req {
 	uint64_t iova;	/* out: the IOVA of va */
 };
 
+struct dme_mem;
+
+/** struct dme_dma_mem - DMA memory from dme_dma_alloc(), mapped for the devices. */
+struct dme_dma_mem {
+	void *va;	  /* page aligned */
+	size_t len;	  /* bytes (the request rounded up to the page size) */
+	uint64_t iova;	  /* IOVA of va; IOVA == VA modulo page_size */
+	size_t page_size; /* backing page size */
+	int node;	  /* NUMA node of every page, -1 if mixed or unchecked */
+	struct dme_mem *mem; /* the allocation (dme/mem.h): source, fd, fallbacks */
+};
+
 /** struct dme_engine_stats - counters; the invariants tests assert are noted. */
 struct dme_engine_stats {
 	uint64_t map_calls;	  /* map requests issued to the backend (one kernel call each) */
@@ -128,6 +140,31 @@ int dme_register(struct dme_engine *e, void *va, size_t len, unsigned flags, uin
  * Return: as dme_register().
  */
 int dme_register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n);
+
+/**
+ * dme_dma_alloc() - allocate DMA memory and map it.
+ * @e:     the engine
+ * @len:   bytes, > 0
+ * @flags: DME_MAP_READ or DME_MAP_RW
+ * @out:   filled on success
+ *
+ * Memory comes from pin/ per the engine's DME_HUGEPAGE / DME_NUMA / DME_MLOCK
+ * (hugepages on the device's node by default; every fallback logged); its
+ * IOVA is congruent to its VA modulo the page size, and memfd-backed memory
+ * is mapped by file where the kernel can (IOAS_MAP_FILE).
+ *
+ * Return: 0, or an error from dme_mem_alloc() or dme_register().
+ */
+int dme_dma_alloc(struct dme_engine *e, size_t len, unsigned flags, struct dme_dma_mem *out);
+
+/**
+ * dme_dma_free() - unmap DMA memory now and give it back.
+ * @e: the engine
+ * @d: from dme_dma_alloc(); zeroed on success
+ *
+ * Return: 0, or the unmap error (the memory is then kept, still mapped).
+ */
+int dme_dma_free(struct dme_engine *e, struct dme_dma_mem *d);
 
 /**
  * dme_unregister() - drop one registration of [@va, @va + @len).
