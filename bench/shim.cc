@@ -92,6 +92,7 @@ const struct dme_bench_suite *const *dme_bench_suites(void)
 {
 	static const struct dme_bench_suite *const all[] = {
 		&dme_bench_suite_iova,
+		&dme_bench_suite_engine,
 		&dme_bench_suite_pin,
 		nullptr,
 	};
@@ -139,7 +140,7 @@ void print_num(FILE *out, double v)
 } // namespace
 
 extern "C" int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time,
-			     FILE *out)
+			     const char *filter, FILE *out)
 {
 	std::vector<dme_bench_result> results(suite->nr_cases);
 	std::vector<std::string> errors;
@@ -153,6 +154,8 @@ extern "C" int dme_bench_run(const struct dme_bench_suite *suite, bool json, dou
 		dme_bench_result *r = &results[i];
 		memset(r, 0, sizeof(*r));
 		r->name = c->name;
+		if (filter && !strstr(c->name, filter))
+			continue;
 		if (c->prepare && c->prepare(c->arg)) {
 			errors.push_back(std::string(c->name) + ": prepare failed");
 			continue;

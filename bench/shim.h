@@ -97,6 +97,7 @@ struct dme_bench_suite {
 
 /** Suites compiled into this build. */
 extern const struct dme_bench_suite dme_bench_suite_iova;
+extern const struct dme_bench_suite dme_bench_suite_engine;
 extern const struct dme_bench_suite dme_bench_suite_pin;
 
 /**
@@ -109,11 +110,13 @@ const struct dme_bench_suite *const *dme_bench_suites(void);
  * @suite:    the suite
  * @json:     print one JSON object (derived keys + raw ns per case) instead of text
  * @min_time: seconds each case runs at least (0: Google Benchmark's default)
+ * @filter:   run only cases whose name contains this (NULL: all)
  * @out:      where to print
  *
  * Return: 0, or -EIO when a case failed (its message is printed to stderr).
  */
-int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time, FILE *out);
+int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time,
+		  const char *filter, FILE *out);
 
 #ifdef __cplusplus
 }

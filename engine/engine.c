@@ -45,7 +45,6 @@ enum { R_ACTIVE, R_IDLE, R_PENDING };
 
 struct region {
 	struct avl_node by_va;	 /* key: va */
-	struct avl_node by_iova; /* key: iova */
 	uint64_t va, len, iova;
 	uint64_t page_size;
 	unsigned prot;		 /* BE_PROT_* */
@@ -71,7 +70,7 @@ struct dme_engine {
 	struct be_geometry geo;
 	struct dme_iova_space *iova;
 	struct xlate xlate;
-	struct avl by_va, by_iova;
+	struct avl by_va;
 	struct rlist lru, pending;
 	uint64_t entry_limit;	/* map entries the engine may hold */
 	uint64_t idle_budget;	/* idle bytes kept mapped */
@@ -116,10 +115,6 @@ static inline struct region *va_region(struct avl_node *n)
 	return n ? container_of(n, struct region, by_va) : NULL;
 }
 
-static inline struct region *iova_region(struct avl_node *n)
-{
-	return n ? container_of(n, struct region, by_iova) : NULL;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Backend calls, in chunks of cfg.map_batch                              */
@@ -169,9 +164,7 @@ static int region_publish(struct dme_engine *e, struct region *r)
 	if (ret)
 		return ret;
 	r->by_va.key = r->va;
-	r->by_iova.key = r->iova;
 	avl_insert(&e->by_va, &r->by_va);
-	avl_insert(&e->by_iova, &r->by_iova);
 	return 0;
 }
 
@@ -179,7 +172,6 @@ static void region_unpublish(struct dme_engine *e, struct region *r)
 {
 	xlate_clear(&e->xlate, r->va, r->len);
 	avl_remove(&e->by_va, &r->by_va);
-	avl_remove(&e->by_iova, &r->by_iova);
 }
 
 /* The region containing @va, if any. */
@@ -456,7 +448,13 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			ret = -EINVAL;
 			goto err_free_iova;
 		}
-		ret = dme_iova_alloc_congruent(e->iova, size, u->page_size, u->va, &u->iova);
+		/* runs of 2 MiB or more get 2 MiB congruence even on 4 KiB pages:
+		 * free for the allocator, and THP or a later large page can then
+		 * use 2 MiB IOPTEs */
+		uint64_t cong = u->page_size;
+		if (cong < (2u << 20) && size >= (2u << 20))
+			cong = 2u << 20;
+		ret = dme_iova_alloc_congruent(e->iova, size, cong, u->va, &u->iova);
 		if (ret) {
 			dme_err("register: no IOVA range of 0x%" PRIx64 " bytes left in the address space",
 				size);
@@ -653,16 +651,12 @@ DME_EXPORT int dme_vtoiova(const struct dme_engine *e, const void *va, uint64_t 
 	return xlate_lookup(&e->xlate, (uintptr_t)va, iova);
 }
 
-DME_EXPORT int dme_iovatov(struct dme_engine *e, uint64_t iova, void **va)
+DME_EXPORT int dme_iovatov(const struct dme_engine *e, uint64_t iova, void **va)
 {
-	pthread_mutex_lock(&e->lock);
-	struct region *r = iova_region(avl_floor(&e->by_iova, iova));
-	int ret = -ENOENT;
-	if (r && iova - r->iova < r->len) {
-		*va = (void *)(uintptr_t)(r->va + (iova - r->iova));
-		ret = 0;
-	}
-	pthread_mutex_unlock(&e->lock);
+	uint64_t v;
+	int ret = xlate_reverse(&e->xlate, iova, &v);
+	if (!ret)
+		*va = (void *)(uintptr_t)v;
 	return ret;
 }
 
@@ -1056,6 +1050,8 @@ DME_EXPORT void dme_engine_stats(struct dme_engine *e, struct dme_engine_stats *
 	st->idle_mappings = e->lru.n;
 	st->pending_unmaps = e->pending.n;
 	st->registry_bytes = reg + e->pending.bytes;
+	st->meta_bytes = xlate_meta_bytes(&e->xlate) + sizeof(*e) +
+			 (e->by_va.n + e->pending.n) * sizeof(struct region);
 	st->mapped_bytes = st->pinned_bytes;
 	if (e->ops == &be_sim_ops) {
 		struct dme_sim_stats ss;

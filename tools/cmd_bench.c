@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* cmd_bench.c - `dme bench SUITE [--json] [--min-time S]`. */
+/* cmd_bench.c - `dme bench SUITE [--json] [--min-time S] [--filter TEXT]`. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +16,7 @@ int cmd_bench(int argc, char **argv)
 {
 	bool json = false;
 	double min_time = 0;
-	const char *name = NULL;
+	const char *name = NULL, *filter = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
 			json = true;
@@ -27,6 +27,8 @@ int cmd_bench(int argc, char **argv)
 				fprintf(stderr, "dme bench: --min-time wants seconds > 0\n");
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
+			filter = argv[++i];
 		} else if (argv[i][0] != '-' && !name) {
 			name = argv[i];
 		} else {
@@ -35,13 +37,13 @@ int cmd_bench(int argc, char **argv)
 		}
 	}
 	if (!name) {
-		fprintf(stderr, "usage: dme bench SUITE [--json] [--min-time S]\nsuites:\n");
+		fprintf(stderr, "usage: dme bench SUITE [--json] [--min-time S] [--filter TEXT]\nsuites:\n");
 		list_suites(stderr);
 		return 2;
 	}
 	for (const struct dme_bench_suite *const *s = dme_bench_suites(); *s; s++)
 		if (!strcmp((*s)->name, name))
-			return dme_bench_run(*s, json, min_time, stdout) ? 1 : 0;
+			return dme_bench_run(*s, json, min_time, filter, stdout) ? 1 : 0;
 	fprintf(stderr, "dme bench: no suite '%s'; suites:\n", name);
 	list_suites(stderr);
 	return 2;

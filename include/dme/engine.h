@@ -72,6 +72,8 @@ struct dme_engine_stats {
 	uint64_t evictions;	  /* idle mappings given up under the budget */
 	uint64_t replays;	  /* mappings issued again after an attach */
 	uint64_t faults;	  /* device faults seen (simulator) */
+	uint64_t meta_bytes;	  /* memory dme holds to describe the mappings:
+				   * translation table + registry */
 };
 
 /**
@@ -202,12 +204,14 @@ int dme_vtoiova(const struct dme_engine *e, const void *va, uint64_t *iova);
 /**
  * dme_iovatov() - the virtual address behind a mapped IOVA.
  * @e:    the engine
- * @iova: any byte of a mapped range
+ * @iova: any byte of a registered range
  * @va:   on success, the address
  *
- * Return: 0, -ENOENT. O(log n) under the engine lock.
+ * Lock-free, O(1): the translation table's reverse radix.
+ *
+ * Return: 0, -ENOENT.
  */
-int dme_iovatov(struct dme_engine *e, uint64_t iova, void **va);
+int dme_iovatov(const struct dme_engine *e, uint64_t iova, void **va);
 
 /**
  * dme_engine_attach() - attach another device to the engine's address space.
