@@ -85,6 +85,7 @@ struct be_ops {
 extern const struct be_ops be_sim_ops;
 extern const struct be_ops be_iommufd_ops;
 extern const struct be_ops be_vfio_ops;
+extern const struct be_ops be_noiommu_ops;
 
 /* Every backend compiled in, in the order DME_BACKEND=auto tries them;
  * NULL-terminated. The simulator is last. */

@@ -11,6 +11,7 @@
 const struct be_ops *const be_all[] = {
 	&be_iommufd_ops,
 	&be_vfio_ops,
+	&be_noiommu_ops,
 	&be_sim_ops,
 	NULL,
 };

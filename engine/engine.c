@@ -366,7 +366,7 @@ static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t 
  * /proc/self/smaps also proves the range is mapped (and writable when the
  * device may write) before any kernel call.
  */
-static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint)
+static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint, bool needs_pa)
 {
 	for (size_t k = 0; k < nr; k++) {
 		struct run *u = &runs[k];
@@ -374,9 +374,10 @@ static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint
 			u->page_size = hint->page_size;
 			u->fd = hint->fd;
 			u->fd_off = hint->fd_off;
-			continue;
 		}
-		if (u->len < (2u << 20))
+		if (hint && !needs_pa)
+			continue;
+		if (u->len < (2u << 20) && !needs_pa)
 			continue;
 		struct dme_mem_segment *seg;
 		size_t ns;
@@ -388,12 +389,89 @@ static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint
 			return ret;
 		}
 		uint64_t ps = UINT64_MAX;
-		for (size_t i = 0; i < ns; i++)
+		bool pinned = true;
+		for (size_t i = 0; i < ns; i++) {
 			if (seg[i].page_size < ps)
 				ps = seg[i].page_size;
+			pinned &= seg[i].source == DME_MEM_SRC_HUGETLB_MEMFD ||
+				  seg[i].source == DME_MEM_SRC_HUGETLBFS;
+		}
 		free(seg);
+		if (needs_pa && !pinned) {
+			dme_err("register: [0x%" PRIx64 ", +0x%" PRIx64 ") is not hugetlb memory; without an IOMMU its physical addresses could change (use dme_dma_alloc or hugepages)",
+				u->va, u->len);
+			return -EINVAL;
+		}
 		u->page_size = ps < (1ull << 30) ? ps : (1ull << 30);
 	}
+	return 0;
+}
+
+/*
+ * No IOMMU: a run's IOVA is its physical address, so a run must be
+ * physically contiguous. Split each run where the physical pages stop being
+ * adjacent; a single request may not straddle such a point. Sets ->iova of
+ * every run to its physical address. @runs has room for @cap runs.
+ */
+static int runs_split_pa(struct dme_region_req *reqs, size_t n, struct region **hit,
+			 size_t *run_of, struct run *runs, size_t *nr, size_t cap)
+{
+	size_t out = *nr;	/* new runs are appended, then moved down */
+	for (size_t k = 0; k < *nr; k++) {
+		struct run u = runs[k];
+		uint64_t ps = u.page_size, base = align_down(u.va, ps);
+		size_t np = (size_t)((u.va + u.len - base + ps - 1) / ps);
+		uint64_t *pa = malloc(np * sizeof(*pa));
+		if (!pa)
+			return -ENOMEM;
+		int ret = dme_mem_pa_array((void *)(uintptr_t)base, np, ps, pa);
+		if (ret) {
+			free(pa);
+			dme_err("register: physical addresses of [0x%" PRIx64 ", +0x%" PRIx64 ") unreadable (%s)",
+				u.va, u.len, strerror(-ret));
+			return ret;
+		}
+		size_t first = out;
+		uint64_t cstart = u.va;
+		for (size_t j = 1; j <= np; j++) {
+			if (j < np && pa[j] == pa[j - 1] + ps)
+				continue;
+			uint64_t cend = base + j * ps < u.va + u.len ? base + j * ps : u.va + u.len;
+			if (out == cap) {
+				free(pa);
+				return -ENOMEM;
+			}
+			uint64_t p0 = pa[(cstart - base) / ps] + ((cstart - base) % ps);
+			runs[out] = u;
+			runs[out].va = cstart;
+			runs[out].len = cend - cstart;
+			runs[out].iova = p0;
+			out++;
+			cstart = cend;
+		}
+		free(pa);
+		for (size_t i = 0; i < n; i++) {
+			if (hit[i] || run_of[i] != k)
+				continue;
+			uint64_t a = (uintptr_t)reqs[i].va, z = a + reqs[i].len;
+			size_t c;
+			for (c = first; c < out && !(a >= runs[c].va && a < runs[c].va + runs[c].len); c++)
+				;
+			if (c == out || z > runs[c].va + runs[c].len) {
+				dme_err("register: buffer %p +0x%zx is not physically contiguous (no IOMMU: register each hugepage on its own)",
+					reqs[i].va, reqs[i].len);
+				return -EINVAL;
+			}
+			run_of[i] = c;
+		}
+	}
+	/* move the new runs down over the old ones */
+	size_t nnew = out - *nr;
+	memmove(runs, runs + *nr, nnew * sizeof(*runs));
+	for (size_t i = 0; i < n; i++)
+		if (!hit[i])
+			run_of[i] -= *nr;
+	*nr = nnew;
 	return 0;
 }
 
@@ -408,8 +486,10 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 
 	size_t *order = malloc(n * sizeof(*order) * 2);
 	struct region **hit = malloc(n * sizeof(*hit));
-	struct run *runs = malloc(n * sizeof(*runs));
-	struct be_map *maps = malloc(n * sizeof(*maps));
+	/* without an IOMMU a run may split at every physical discontinuity */
+	size_t cap = e->geo.needs_pa ? 4 * n + 64 : n;
+	struct run *runs = malloc(cap * sizeof(*runs));
+	struct be_map *maps = malloc(cap * sizeof(*maps));
 	if (!order || !hit || !runs || !maps) {
 		free(order);
 		free(hit);
@@ -426,7 +506,9 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	pthread_mutex_lock(&e->lock);
 	int ret = plan_batch(e, reqs, n, order, hit, runs, &nr, run_of);
 	if (!ret)
-		ret = runs_inspect(runs, nr, hint);
+		ret = runs_inspect(runs, nr, hint, e->geo.needs_pa);
+	if (!ret && e->geo.needs_pa)
+		ret = runs_split_pa(reqs, n, hit, run_of, runs, &nr, cap);
 	if (ret)
 		goto out;
 	if (nr) {
@@ -454,7 +536,10 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		uint64_t cong = u->page_size;
 		if (cong < (2u << 20) && size >= (2u << 20))
 			cong = 2u << 20;
-		ret = dme_iova_alloc_congruent(e->iova, size, cong, u->va, &u->iova);
+		if (e->geo.needs_pa)	/* IOVA == physical address (split above) */
+			ret = dme_iova_alloc_fixed(e->iova, u->iova, size);
+		else
+			ret = dme_iova_alloc_congruent(e->iova, size, cong, u->va, &u->iova);
 		if (ret) {
 			dme_err("register: no IOVA range of 0x%" PRIx64 " bytes left in the address space",
 				size);
@@ -595,15 +680,22 @@ DME_EXPORT int dme_engine_flush(struct dme_engine *e)
  */
 static int region_drop_locked(struct dme_engine *e, uint64_t va, uint64_t len)
 {
-	struct region *r = region_at(e, va);
-	if (!r || r->va != va || r->len < len)
+	if (!region_at(e, va))
 		return -ENOENT;
-	if (r->state == R_ACTIVE) {
-		r->refs = 0;
-		r->state = R_IDLE;
-		rlist_add_tail(&e->lru, r);
+	for (uint64_t a = va; a < va + len;) {
+		struct region *r = region_at(e, a);
+		if (!r) {
+			a += 4096;
+			continue;
+		}
+		a = r->va + r->len;
+		if (r->state == R_ACTIVE) {
+			r->refs = 0;
+			r->state = R_IDLE;
+			rlist_add_tail(&e->lru, r);
+		}
+		region_evict(e, r);
 	}
-	region_evict(e, r);
 	return pending_flush(e);
 }
 
@@ -618,14 +710,24 @@ DME_EXPORT int dme_dma_alloc(struct dme_engine *e, size_t len, unsigned flags,
 	ret = dme_mem_alloc(&p, &m);
 	if (ret)
 		return ret;
-	struct dme_region_req q = {m->va, m->len, flags, 0};
 	struct mem_hint h = {m->page_size, m->fd, m->fd_offset};
-	ret = register_batch(e, &q, 1, &h);
+	/* without an IOMMU each page is its own physically contiguous piece */
+	size_t n = e->geo.needs_pa ? m->len / m->page_size : 1;
+	struct dme_region_req *q = calloc(n, sizeof(*q));
+	if (!q) {
+		dme_mem_free(m);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		q[i] = (struct dme_region_req){(char *)m->va + i * (m->len / n), m->len / n, flags, 0};
+	ret = register_batch(e, q, n, &h);
+	uint64_t iova = q[0].iova;
+	free(q);
 	if (ret) {
 		dme_mem_free(m);
 		return ret;
 	}
-	*out = (struct dme_dma_mem){m->va, m->len, q.iova, m->page_size, m->node_actual, m};
+	*out = (struct dme_dma_mem){m->va, m->len, iova, m->page_size, m->node_actual, m};
 	return 0;
 }
 

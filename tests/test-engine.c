@@ -387,6 +387,49 @@ static void test_dma_memory(void)
 	hp_release(&hr);
 }
 
+static void test_noiommu(void)
+{
+	struct hp_res hr;
+	if (!hp_reserve(&hr, 0, 2048, 4)) {
+		ok(0, "noiommu: cannot reserve 2 MiB hugepages (run as root)");
+		return;
+	}
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = DME_BACKEND_NOIOMMU;
+	c.hugepage = DME_HUGEPAGE_2M;
+	c.numa = DME_NUMA_LOCAL;
+	struct dme_engine *e = NULL;
+	int ret = dme_engine_open(&c, &e);
+	if (ret == -EPERM) {
+		ok(1, "noiommu: refused without CAP_SYS_ADMIN (-EPERM) # SKIP not root");
+		hp_release(&hr);
+		return;
+	}
+	ok_eq(ret, 0, "noiommu: open (IOVA = physical address)");
+	struct dme_dma_mem d;
+	ok_eq(dme_dma_alloc(e, 4u << 20, DME_MAP_RW, &d), 0, "noiommu: 4 MiB of hugepages");
+	uint64_t pa0, pa1, x;
+	ok(dme_mem_pa(d.va, &pa0) == 0 && d.iova == pa0, "noiommu: IOVA is the physical address");
+	ok(dme_mem_pa((char *)d.va + (2u << 20) + 8192, &pa1) == 0 &&
+		   dme_vtoiova(e, (char *)d.va + (2u << 20) + 8192, &x) == 0 && x == pa1,
+	   "noiommu: each hugepage translates to its own physical address");
+	void *back;
+	ok(dme_iovatov(e, pa1, &back) == 0 && back == (char *)d.va + (2u << 20) + 8192, "noiommu: reverse lookup");
+	uint8_t *small = mem(PG);
+	small[0] = 1;
+	uint64_t iova;
+	logcap_reset();
+	ok_eq(dme_register(e, small, PG, DME_MAP_RW, &iova), -EINVAL, "noiommu: 4 KiB anonymous memory refused");
+	ok(strstr(logcap.last, "hugetlb") != NULL, "noiommu: the message says why");
+	ok(balanced(e), "noiommu: stats balance");
+	ok_eq(dme_dma_free(e, &d), 0, "noiommu: free");
+	ok(dme_vtoiova(e, back, &x) == -ENOENT, "noiommu: nothing translates after free");
+	dme_engine_close(e);
+	munmap(small, PG);
+	hp_release(&hr);
+}
+
 int main(void)
 {
 	logcap_install();
@@ -399,5 +442,6 @@ int main(void)
 	test_budgets();
 	test_attach();
 	test_dma_memory();
+	test_noiommu();
 	return tap_done();
 }

@@ -50,7 +50,9 @@ struct dme_mem;
 struct dme_dma_mem {
 	void *va;	  /* page aligned */
 	size_t len;	  /* bytes (the request rounded up to the page size) */
-	uint64_t iova;	  /* IOVA of va; IOVA == VA modulo page_size */
+	uint64_t iova;	  /* IOVA of va; IOVA == VA modulo page_size. Contiguous over
+			   * len, except on the noiommu backend (IOVA = physical
+			   * address): there only within each page */
 	size_t page_size; /* backing page size */
 	int node;	  /* NUMA node of every page, -1 if mixed or unchecked */
 	struct dme_mem *mem; /* the allocation (dme/mem.h): source, fd, fallbacks */
