@@ -94,6 +94,8 @@ struct dme_sim {
 	bool no_large;
 	struct dme_iova_range ranges[DME_SIM_MAX_RANGES];
 	size_t nr_ranges;
+	bool needs_attach, has_rsv;
+	struct dme_iova_range attach_rsv;
 
 	pte_t *root;
 	struct area *areas;
@@ -467,6 +469,8 @@ static int pt_walk(const struct dme_sim *s, uint64_t iova, struct dme_sim_walk *
 
 static bool in_geometry(const struct dme_sim *s, uint64_t iova, uint64_t last)
 {
+	if (s->has_rsv && s->nr_devs && iova <= s->attach_rsv.last && last >= s->attach_rsv.start)
+		return false;	/* a device reserves it */
 	size_t lo = 0, hi = s->nr_ranges;
 	while (lo < hi) { /* first range whose last >= iova */
 		size_t mid = (lo + hi) / 2;
@@ -687,15 +691,26 @@ static int sim_geometry(void *be, struct be_geometry *geo)
 {
 	struct dme_sim *s = be;
 	memset(geo, 0, sizeof(*geo));
-	memcpy(geo->ranges, s->ranges, s->nr_ranges * sizeof(s->ranges[0]));
-	geo->nr_ranges = s->nr_ranges;
+	geo->nr_ranges = 0;
+	for (size_t i = 0; i < s->nr_ranges; i++) {
+		struct dme_iova_range r = s->ranges[i], v = s->attach_rsv;
+		if (!(s->has_rsv && s->nr_devs) || v.last < r.start || v.start > r.last) {
+			geo->ranges[geo->nr_ranges++] = r;
+			continue;
+		}
+		/* cut the device's reserved region out of this range */
+		if (v.start > r.start)
+			geo->ranges[geo->nr_ranges++] = (struct dme_iova_range){r.start, v.start - 1};
+		if (v.last < r.last)
+			geo->ranges[geo->nr_ranges++] = (struct dme_iova_range){v.last + 1, r.last};
+	}
 	geo->alignment = s->alignment;
 	geo->max_entries = s->max_entries;
 	geo->pgsize_bitmap = level_size(1);
 	for (unsigned lv = 2; !s->no_large && lv <= MAX_LEAF_LEVEL && lv <= s->levels; lv++)
 		geo->pgsize_bitmap |= level_size(lv);
 	geo->has_copy = true;
-	geo->ready = true;
+	geo->ready = !s->needs_attach || s->nr_devs > 0;
 	return 0;
 }
 
@@ -833,6 +848,16 @@ static int sim_attach(void *be, const char *dev)
 	if (!dev || !*dev) {
 		dme_err("sim: attach needs a device name");
 		return -EINVAL;
+	}
+	if (s->has_rsv && !s->nr_devs) {
+		/* like iommufd: a device whose reserved region holds mappings
+		 * cannot be attached */
+		struct area *a = area_floor(s->areas, s->attach_rsv.last);
+		if (a && a->last >= s->attach_rsv.start) {
+			dme_err("sim: %s reserves [0x%" PRIx64 ", 0x%" PRIx64 "] which holds mappings",
+				dev, s->attach_rsv.start, s->attach_rsv.last);
+			return -EADDRINUSE;
+		}
 	}
 	for (size_t i = 0; i < s->nr_devs; i++) {
 		if (!strcmp(s->devs[i], dev)) {
@@ -1279,6 +1304,10 @@ DME_EXPORT int dme_sim_open(const struct dme_sim_params *p, void **be)
 	s->alignment = align;
 	s->max_entries = p ? p->max_entries : 0;
 	s->no_large = p && p->no_large_pages;
+	s->needs_attach = p && p->needs_attach;
+	s->has_rsv = p && p->has_attach_reserved;
+	if (s->has_rsv)
+		s->attach_rsv = p->attach_reserved;
 	ret = set_ranges(s, p);
 	if (ret)
 		goto err_free;

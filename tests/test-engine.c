@@ -322,6 +322,68 @@ static void test_attach(void)
 	dme_engine_close(e);
 }
 
+static void test_replay_and_geometry(void)
+{
+	/* a backend that cannot map before a device is attached (type1-like) */
+	struct dme_sim_params sp = {.needs_attach = true, .has_attach_reserved = true,
+				    .attach_reserved = {0x100000, 0x1fffff}};
+	struct dme_config c;
+	dme_config_init(&c);
+	struct dme_engine *e;
+	ok_eq(dme_engine_open_sim(&c, &sp, &e), 0, "replay: open a sim that needs a device");
+	struct dme_sim *sim = dme_engine_sim(e);
+	uint8_t *buf = mem(8 * PG);
+	uint64_t iova, x;
+	memset(buf, 0x3c, 8 * PG);
+	ok_eq(dme_register(e, buf, 8 * PG, DME_MAP_RW, &iova), 0, "replay: register before any device");
+	struct dme_engine_stats st;
+	dme_engine_stats(e, &st);
+	ok(st.map_calls == 0 && dme_vtoiova(e, buf, &x) == 0 && x == iova,
+	   "replay: recorded and translated, no map call yet");
+	uint8_t b[8];
+	ok_eq(dme_sim_dma_read(sim, iova, b, 8), -EFAULT, "replay: the device cannot reach it yet");
+	ok_eq(dme_engine_attach(e, "dev0"), 0, "replay: attach");
+	dme_engine_stats(e, &st);
+	ok(st.map_calls == 1 && st.replays == 1, "replay: the recorded mapping was issued on attach");
+	ok(dme_sim_dma_read(sim, iova, b, 8) == 0 && b[0] == 0x3c, "replay: now the device reads it");
+	struct dme_iova_range r[8];
+	size_t n = dme_engine_geometry(e, r, 8, NULL);
+	ok(n == 3 && r[0].last == 0xfffff && r[1].start == 0x200000,
+	   "geometry: the device's reserved region is cut out after attach");
+	uint8_t *big = mem(512 * PG);
+	int clean = 1;
+	for (int i = 0; i < 4; i++) {
+		uint64_t v;
+		clean &= dme_register(e, big + i * 128 * PG, 128 * PG, DME_MAP_RW, &v) == 0 &&
+			 (v + 128 * PG <= 0x100000 || v > 0x1fffff);
+	}
+	ok(clean, "geometry: no IOVA handed out in the reserved region");
+	ok(balanced(e), "replay: stats balance");
+	dme_engine_close(e);
+
+	/* a mapping where the device's reserved region will be: attach refused */
+	ok_eq(dme_engine_open_sim(&c, &sp, &e), 0, "conflict: open again");
+	sp.needs_attach = false;
+	dme_engine_close(e);
+	ok_eq(dme_engine_open_sim(&c, &sp, &e), 0, "conflict: a sim that maps before attach");
+	int found = 0;
+	for (int i = 0; i < 4; i++) {	/* fill past 0x200000 */
+		uint64_t v;
+		if (!dme_register(e, big + i * 128 * PG, 128 * PG, DME_MAP_RW, &v) && v >= 0x100000 && v < 0x200000)
+			found = 1;
+	}
+	ok(found, "conflict: a live mapping sits in the future reserved region");
+	logcap_reset();
+	ok(dme_engine_attach(e, "dev0") < 0 && logcap.count[DME_LOG_ERR] > 0,
+	   "conflict: attaching a device that reserves it is refused and reported");
+	n = dme_engine_geometry(e, r, 8, NULL);
+	ok(n == 2, "conflict: the geometry is unchanged");
+	ok(balanced(e), "conflict: stats balance");
+	dme_engine_close(e);
+	munmap(buf, 8 * PG);
+	munmap(big, 512 * PG);
+}
+
 static void test_dma_memory(void)
 {
 	struct hp_res hr;
@@ -441,6 +503,7 @@ int main(void)
 	test_batch_injection();
 	test_budgets();
 	test_attach();
+	test_replay_and_geometry();
 	test_dma_memory();
 	test_noiommu();
 	return tap_done();

@@ -57,6 +57,12 @@ struct dme_sim_params {
 	size_t nr_ranges;
 	unsigned fault_log;	/* faults kept for dme_sim_faults(); default 64 */
 	bool no_large_pages;	/* use 4 KiB leaves only (an IOMMU without superpages) */
+	bool needs_attach;	/* like a type1 container: nothing can be mapped
+				 * until a device is attached (geometry not ready) */
+	/* a region every attached device reserves (an RMRR, a device MSI
+	 * window): unusable while at least one device is attached; len 0 = none */
+	struct dme_iova_range attach_reserved;
+	bool has_attach_reserved;
 };
 
 /** enum dme_sim_op - an operation whose failure can be injected. */
