@@ -87,6 +87,7 @@ const struct dme_bench_suite *const *dme_bench_suites(void)
 {
 	static const struct dme_bench_suite *const all[] = {
 		&dme_bench_suite_iova,
+		&dme_bench_suite_engine,
 		nullptr,
 	};
 	return all;

@@ -89,6 +89,7 @@ struct dme_bench_suite {
 
 /** Suites compiled into this build. */
 extern const struct dme_bench_suite dme_bench_suite_iova;
+extern const struct dme_bench_suite dme_bench_suite_engine;
 
 /**
  * dme_bench_suites() - every suite, NULL-terminated.

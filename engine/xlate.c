@@ -44,6 +44,8 @@
 
 _Thread_local struct xlate_tls xlate_tls __attribute__((tls_model("initial-exec")));
 
+static _Atomic unsigned next_id = 1; /* 0 never names a table */
+
 /* A directory (2^17 words, one per GiB) and which of its pages were written. */
 struct xdir {
 	xword *dir;
@@ -481,40 +483,54 @@ err_nomem:
 	return -ENOMEM;
 }
 
-int xlate_lookup_high(const struct xlate *x, unsigned rep, uint64_t va, uint64_t *iova)
-{
-	if (va >= KEY_LIMIT)
-		return -ENOENT;
-	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->fwd[rep].hi, memory_order_acquire);
-	if (!hi)
-		return -ENOENT;
-	struct xdir *d = atomic_load_explicit(&hi[va >> XLATE_LOW_BITS], memory_order_acquire);
-	if (!d)
-		return -ENOENT;
-	return xtab_get(d->dir, va & LOW_MASK, iova);
-}
-
-int xlate_reverse_high(const struct xlate *x, uint64_t iova, uint64_t *va)
-{
-	if (iova >= KEY_LIMIT)
-		return -ENOENT;
-	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->rev->hi, memory_order_acquire);
-	if (!hi)
-		return -ENOENT;
-	struct xdir *d = atomic_load_explicit(&hi[iova >> XLATE_LOW_BITS], memory_order_acquire);
-	if (!d)
-		return -ENOENT;
-	return xtab_get(d->dir, iova & LOW_MASK, va);
-}
-
-unsigned xlate_node_refresh(void)
+static unsigned my_rep(const struct xlate *x)
 {
 	unsigned cpu, node = 0;
 	if (getcpu(&cpu, &node))
 		node = 0;
 	xlate_tls.node = node;
-	xlate_tls.left = XLATE_NODE_REFRESH;
-	return node;
+	return x->node_rep[node & (XLATE_MAX_NODES - 1)];
+}
+
+const xword *xlate_fdir_slow(const struct xlate *x)
+{
+	struct xlate_tls *t = &xlate_tls;
+#ifdef XLATE_RSEQ
+	t->cpu = xlate_cpu(); /* first: a migration after this re-checks */
+#endif
+	t->dir = x->fdir[my_rep(x)];
+	t->id = x->id;
+	t->left = XLATE_NODE_REFRESH;
+	return t->dir;
+}
+
+uint64_t xlate_lookup_high(const struct xlate *x, uint64_t va)
+{
+	if (va >= KEY_LIMIT)
+		return XLATE_NONE;
+	unsigned rep = x->nr_nodes == 1 ? 0 : my_rep(x);
+	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->fwd[rep].hi, memory_order_acquire);
+	if (!hi)
+		return XLATE_NONE;
+	struct xdir *d = atomic_load_explicit(&hi[va >> XLATE_LOW_BITS], memory_order_acquire);
+	if (!d)
+		return XLATE_NONE;
+	uint64_t v;
+	return xtab_get(d->dir, va & LOW_MASK, &v) ? XLATE_NONE : v;
+}
+
+uint64_t xlate_reverse_high(const struct xlate *x, uint64_t iova)
+{
+	if (iova >= KEY_LIMIT)
+		return XLATE_NONE;
+	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->rev->hi, memory_order_acquire);
+	if (!hi)
+		return XLATE_NONE;
+	struct xdir *d = atomic_load_explicit(&hi[iova >> XLATE_LOW_BITS], memory_order_acquire);
+	if (!d)
+		return XLATE_NONE;
+	uint64_t v;
+	return xtab_get(d->dir, iova & LOW_MASK, &v) ? XLATE_NONE : v;
 }
 
 /* ---- trim ------------------------------------------------------------------------ */
@@ -629,6 +645,7 @@ int xlate_init(struct xlate *x, unsigned nr_nodes)
 	if (nr_nodes > XLATE_MAX_NODES)
 		nr_nodes = XLATE_MAX_NODES;
 	x->nr_nodes = nr_nodes;
+	x->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < nr_real; i++)
 		x->node_rep[nodes[i] & (XLATE_MAX_NODES - 1)] = (uint8_t)(i % nr_nodes);
 

@@ -198,11 +198,17 @@ static void test_boundaries(void)
 	xlate_destroy(&x);
 }
 
-/* Readers on another node read another replica: emulate node 1 here. */
-static void use_node(unsigned node)
+/* Readers on another node read another replica: emulate being on @node for
+ * table @x (what xlate_fdir_slow() would cache there). */
+static void use_node(const struct xlate *x, unsigned node)
 {
+	xlate_tls.id = x->id;
+	xlate_tls.dir = x->fdir[x->node_rep[node]];
 	xlate_tls.node = node;
 	xlate_tls.left = UINT32_MAX;
+#ifdef XLATE_RSEQ
+	xlate_tls.cpu = xlate_cpu();
+#endif
 }
 
 static void test_replicas(void)
@@ -216,20 +222,38 @@ static void test_replicas(void)
 	xlate_set(&x, va + 9 * M2, 3 * K4, 0x50000000, 12);
 	bool same = true;
 	for (unsigned node = 0; node < 2; node++) {
-		use_node(node);
+		use_node(&x, node);
 		same &= has(&x, va + 5 * M2 + 9, 0x40000000 + 5 * M2 + 9) &&
 			has(&x, va + 9 * M2 + K4, 0x50001000) && none(&x, va + 8 * M2);
 	}
 	ok(same, "replicas: node 0 and node 1 readers see the same translations");
 	xlate_clear(&x, va + 9 * M2, K4);
-	use_node(1);
+	use_node(&x, 1);
 	ok(none(&x, va + 9 * M2) && has(&x, va + 9 * M2 + K4, 0x50001000),
 	   "replicas: a clear reaches the other replica");
-	use_node(0);
+	use_node(&x, 0);
 	/* fwd x2: leaf + sub each, rev: leaf + sub x1 leaf, + directory pages */
 	ok(xlate_meta_bytes(&x) - m0 <= 9 * 4096, "replicas: each replica holds its own tables");
+
+	/* the real slow path: no cached table -> getcpu() -> this node's replica */
+	struct xlate y;
+	xlate_init(&y, 2);
+	xlate_set(&y, va, M2, 0x60000000, 21);
+	xlate_tls = (struct xlate_tls){0};
+	ok(has(&x, va, 0x40000000) && xlate_tls.id == x.id &&
+		   xlate_tls.dir == x.fdir[x.node_rep[xlate_tls.node % XLATE_MAX_NODES]],
+	   "replicas: the first lookup caches this node's replica of that table");
+	ok(has(&y, va, 0x60000000) && xlate_tls.id == y.id && has(&x, va, 0x40000000) &&
+		   xlate_tls.id == x.id,
+	   "replicas: alternating tables re-cache, never mix them up");
+	unsigned id = x.id;
 	xlate_destroy(&x);
-	xlate_tls.left = 0;
+	xlate_init(&x, 2); /* may reuse the address, never the id */
+	ok(x.id != id && none(&x, va), "replicas: a new table at the same address is not confused "
+					"with the destroyed one");
+	xlate_destroy(&x);
+	xlate_destroy(&y);
+	xlate_tls = (struct xlate_tls){0};
 }
 
 static void test_meta(void)
@@ -390,7 +414,7 @@ static void *reader(void *arg)
 {
 	struct race *r = arg;
 	static atomic_uint next_node;
-	use_node(atomic_fetch_add(&next_node, 1) % 2); /* half on each replica */
+	use_node(&r->x, atomic_fetch_add(&next_node, 1) % 2); /* half on each replica */
 	uint64_t s = (uint64_t)(uintptr_t)&s | 1, hits = 0, misses = 0, wrong = 0, vanished = 0;
 	atomic_fetch_add(&r->running, 1);
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
