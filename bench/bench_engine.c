@@ -173,7 +173,8 @@ static int side_fill(struct side *sd)
 		else if (sd->kind == SKIP)
 			ret = skip_insert(&sd->s, va, sd->run_len, iova);
 		else
-			ret = xlate_set(&sd->x, va, sd->run_len, iova, sd->kind == XLATE_4K ? 12 : 21);
+			ret = xlate_set(&sd->x, va, sd->run_len, iova,
+					sd->kind == XLATE_4K ? 12 : 21);
 	}
 	sd->keys = ret ? NULL : malloc(NKEYS * sizeof(*sd->keys));
 	if (ret || !sd->keys)
@@ -232,11 +233,11 @@ static void pair_finish(void *arg)
 
 /* CHUNK lookups on one side, inlined per structure; counts misses. Each loop
  * has its own result variable so none escapes into another's call. */
-#define CHUNK_LOOP(call)                                                                        \
-	for (unsigned k = 0; k < CHUNK; k++, i++) {                                              \
-		uint64_t iova = 0, va = keys[i & (NKEYS - 1)];                                   \
-		miss += (call) != 0;                                                             \
-		acc += iova;                                                                     \
+#define CHUNK_LOOP(call)                                                                           \
+	for (unsigned k = 0; k < CHUNK; k++, i++) {                                                \
+		uint64_t iova = 0, va = keys[i & (NKEYS - 1)];                                     \
+		miss += (call) != 0;                                                               \
+		acc += iova;                                                                       \
 	}
 
 static uint64_t chunk(struct side *sd, uint64_t i, uint64_t *sum)
@@ -292,7 +293,10 @@ static void pair_body(struct dme_bench_state *st, void *arg)
 	}
 }
 
-#define SIDE_2M(k) {.kind = (k), .run_len = M2, .stride = 2 * M2}
+#define SIDE_2M(k)                                                                                 \
+	{                                                                                          \
+		.kind = (k), .run_len = M2, .stride = 2 * M2                                       \
+	}
 
 static struct pair vs_flat = {.a = SIDE_2M(XLATE), .b = SIDE_2M(FLAT), .meta = true};
 static struct pair vs_skip = {.a = SIDE_2M(XLATE), .b = SIDE_2M(SKIP)};
@@ -301,10 +305,10 @@ static struct pair k4_vs_flat = {.a = {.kind = XLATE_4K, .run_len = 16 * K4, .st
 				 .b = SIDE_2M(FLAT)};
 
 static const struct dme_bench_case cases[] = {
-	{"lookup_xlate_vs_flat", pair_body, &vs_flat, 1, pair_prepare, pair_finish},
-	{"lookup_xlate_vs_skiplist", pair_body, &vs_skip, 1, pair_prepare, pair_finish},
-	{"lookup_xlate2rep_vs_flat", pair_body, &rep2_vs_flat, 1, pair_prepare, pair_finish},
-	{"lookup_xlate4k_vs_flat", pair_body, &k4_vs_flat, 1, pair_prepare, pair_finish},
+    {"lookup_xlate_vs_flat", pair_body, &vs_flat, 1, pair_prepare, pair_finish},
+    {"lookup_xlate_vs_skiplist", pair_body, &vs_skip, 1, pair_prepare, pair_finish},
+    {"lookup_xlate2rep_vs_flat", pair_body, &rep2_vs_flat, 1, pair_prepare, pair_finish},
+    {"lookup_xlate4k_vs_flat", pair_body, &k4_vs_flat, 1, pair_prepare, pair_finish},
 };
 
 static double counter(const struct dme_bench_result *r, size_t n, const char *c, const char *name)
@@ -334,9 +338,10 @@ static void summarize(const struct dme_bench_result *r, size_t n, struct dme_ben
 }
 
 const struct dme_bench_suite dme_bench_suite_engine = {
-	.name = "engine",
-	.doc = "engine: VA->IOVA lookup under a concurrent writer vs a flat array and a locked skiplist",
-	.cases = cases,
-	.nr_cases = sizeof(cases) / sizeof(cases[0]),
-	.summarize = summarize,
+    .name = "engine",
+    .doc =
+	"engine: VA->IOVA lookup under a concurrent writer vs a flat array and a locked skiplist",
+    .cases = cases,
+    .nr_cases = sizeof(cases) / sizeof(cases[0]),
+    .summarize = summarize,
 };

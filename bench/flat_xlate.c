@@ -44,8 +44,8 @@ void flat_clear(struct flat_xlate *f, uint64_t va, uint64_t len)
 {
 	for (uint64_t off = 0; off < len; off += 1ull << 21) {
 		uint64_t v = va + off;
-		_Atomic uint64_t *leaf =
-			atomic_load_explicit(&f->dir[(v >> 30) & (DIR_ENTRIES - 1)], memory_order_relaxed);
+		_Atomic uint64_t *leaf = atomic_load_explicit(
+		    &f->dir[(v >> 30) & (DIR_ENTRIES - 1)], memory_order_relaxed);
 		if (leaf)
 			atomic_store_explicit(&leaf[(v >> 21) & 511], 0, memory_order_release);
 	}

@@ -32,8 +32,8 @@ void flat_clear(struct flat_xlate *f, uint64_t va, uint64_t len);
 
 static inline int flat_lookup(const struct flat_xlate *f, uint64_t va, uint64_t *iova)
 {
-	_Atomic uint64_t *leaf = atomic_load_explicit(&f->dir[(va >> 30) & ((1u << 17) - 1)],
-						      memory_order_acquire);
+	_Atomic uint64_t *leaf =
+	    atomic_load_explicit(&f->dir[(va >> 30) & ((1u << 17) - 1)], memory_order_acquire);
 	if (!leaf)
 		return -ENOENT;
 	uint64_t e = atomic_load_explicit(&leaf[(va >> 21) & 511], memory_order_acquire);

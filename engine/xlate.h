@@ -64,15 +64,15 @@
 
 #include "compiler.h"
 
-#define XLATE_MAX_NODES 64	     /* replicas; more nodes share replicas */
-#define XLATE_KEY_BITS 57	     /* keys (VA, IOVA) must lie below 2^57 */
-#define XLATE_LOW_BITS 47	     /* keys below 2^47 take the fast path */
-#define XLATE_NODE_REFRESH 4096u     /* without rseq: lookups between node checks */
+#define XLATE_MAX_NODES 64	 /* replicas; more nodes share replicas */
+#define XLATE_KEY_BITS 57	 /* keys (VA, IOVA) must lie below 2^57 */
+#define XLATE_LOW_BITS 47	 /* keys below 2^47 take the fast path */
+#define XLATE_NODE_REFRESH 4096u /* without rseq: lookups between node checks */
 
-#define XE_LINEAR 1ull		     /* slot word: the 2 MiB slot maps linearly */
-#define XE_SUB 2ull		     /* slot word: points to a 4 KiB sub-table */
-#define XE_PAGE 1ull		     /* sub-table word: the page is mapped */
-#define XE_VAL (~0xfffull)	     /* value (or pointer) bits of a word */
+#define XE_LINEAR 1ull	   /* slot word: the 2 MiB slot maps linearly */
+#define XE_SUB 2ull	   /* slot word: points to a 4 KiB sub-table */
+#define XE_PAGE 1ull	   /* sub-table word: the page is mapped */
+#define XE_VAL (~0xfffull) /* value (or pointer) bits of a word */
 
 typedef _Atomic uint64_t xword;
 
@@ -81,13 +81,13 @@ struct xtab;
 /** struct xlate - the VA -> IOVA table, its per-node replicas and its reverse. */
 struct xlate {
 	/* read side: the first cache line serves the common case */
-	unsigned nr_nodes;			/* forward replicas */
-	unsigned id;				/* unique among tables ever created */
-	xword *fdir[XLATE_MAX_NODES];		/* replica's directory for keys < 2^47 */
-	xword *rdir;				/* the reverse table's directory */
-	uint8_t node_rep[XLATE_MAX_NODES];	/* NUMA node (mod 64) -> replica */
+	unsigned nr_nodes;		   /* forward replicas */
+	unsigned id;			   /* unique among tables ever created */
+	xword *fdir[XLATE_MAX_NODES];	   /* replica's directory for keys < 2^47 */
+	xword *rdir;			   /* the reverse table's directory */
+	uint8_t node_rep[XLATE_MAX_NODES]; /* NUMA node (mod 64) -> replica */
 	/* write side */
-	struct xtab *fwd;			/* nr_nodes replicas */
+	struct xtab *fwd; /* nr_nodes replicas */
 	struct xtab *rev;
 };
 
@@ -120,7 +120,7 @@ extern _Thread_local struct xlate_tls xlate_tls __attribute__((tls_model("initia
 static inline unsigned xlate_cpu(void)
 {
 	const struct rseq *rs =
-		(const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	    (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
 	return __atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
 }
 #endif

@@ -49,14 +49,14 @@ struct dme_sim;
 
 /** struct dme_sim_params - geometry and limits of a sim; zero fields take defaults. */
 struct dme_sim_params {
-	unsigned addr_width;	/* 39 (default, 3 levels), 48 (4 levels) or 57 (5 levels) */
-	uint64_t max_entries;	/* live mappings allowed (type1's dma_entry_limit); 0 = unlimited */
-	uint64_t alignment;	/* IOVA/length granule, a power of two >= 4 KiB; default 4 KiB */
+	unsigned addr_width;  /* 39 (default, 3 levels), 48 (4 levels) or 57 (5 levels) */
+	uint64_t max_entries; /* live mappings allowed (type1's dma_entry_limit); 0 = unlimited */
+	uint64_t alignment;   /* IOVA/length granule, a power of two >= 4 KiB; default 4 KiB */
 	const struct dme_iova_range *ranges; /* allowed ranges (copied); NULL: VT-d like,
 					      * [0, 0xfedfffff] and [0xfef00000, 2^aw - 1] */
 	size_t nr_ranges;
-	unsigned fault_log;	/* faults kept for dme_sim_faults(); default 64 */
-	bool no_large_pages;	/* use 4 KiB leaves only (an IOMMU without superpages) */
+	unsigned fault_log;  /* faults kept for dme_sim_faults(); default 64 */
+	bool no_large_pages; /* use 4 KiB leaves only (an IOMMU without superpages) */
 };
 
 /** enum dme_sim_op - an operation whose failure can be injected. */
@@ -117,7 +117,7 @@ struct dme_sim_stats {
 	uint64_t retired_tables; /* empty tables replaced by a large leaf, freed at close */
 	uint64_t faults;	 /* DMA faults, including those the log dropped */
 	uint64_t dma_reads, dma_writes, dma_bytes; /* device accesses that completed */
-	uint64_t injected;	 /* injected failures that fired */
+	uint64_t injected;			   /* injected failures that fired */
 	unsigned levels, addr_width;
 };
 
