@@ -14,7 +14,34 @@
  *
  * Map and unmap follow iommufd's IOAS_MAP / IOAS_UNMAP errors (see
  * docs/KERNEL-ABI.md), and failures can be injected at any request, so the
- * engine's unwinding can be tested at every position of a batch.
+ * engine's unwinding can be tested at every position of a batch:
+ *
+ *   map     -EINVAL: prot neither R nor W (or unknown bits), zero length,
+ *                    IOVA or length not aligned to the alignment, VA not
+ *                    4 KiB aligned, range not inside one allowed range
+ *                    (reserved hole, beyond the aperture)
+ *           -EOVERFLOW: IOVA + length wraps
+ *           -EFAULT: the VA range cannot be user memory (beyond 2^57)
+ *           -EEXIST: overlaps a mapping (checked before the limit)
+ *           -ENOSPC: max_entries mappings exist
+ *   unmap   one request removes one or more whole, adjacent mappings that
+ *           tile [iova, iova + len) exactly; a range that cuts a mapping,
+ *           contains a gap or covers nothing is -ENOENT and changes nothing
+ *           (the kernel would unmap the whole mappings inside a gappy range
+ *           and report fewer bytes, which the iommufd backend turns into
+ *           -EIO); iova 0 with length UINT64_MAX unmaps everything;
+ *           zero length -EINVAL, wrap -EOVERFLOW
+ *   copy    like IOAS_COPY: any gap-free sub-range of mappings (-ENOENT
+ *           otherwise); a writable copy of a read-only mapping is -EPERM;
+ *           the destination gets one mapping per source mapping touched,
+ *           checked like map; all or nothing
+ *   attach  records the name; twice is -EBUSY; detach of an unknown name
+ *           is -ENOENT. The geometry does not change with attach.
+ *   fd / fd_off of a map request are ignored: the VA is authoritative.
+ *
+ * Memory: table pages are never freed while the sim is open (a walker may be
+ * inside them); an emptied table stays in its slot, and one replaced by a
+ * large leaf goes on a retired list freed by dme_sim_close().
  *
  * The handle: dme_sim_open() (and the engine, through the sim backend's ops
  * table) returns a `void *` that is a `struct dme_sim *`; every function here
@@ -216,7 +243,8 @@ int dme_sim_walk(struct dme_sim *sim, uint64_t iova, struct dme_sim_walk *w);
  * The failing request has no effect, so a map batch that fails at request k
  * reports *done == k with requests before it mapped, exactly as for a real
  * error. One-shot: the injection disarms once it fires. Replaces any pending
- * request injection for @op.
+ * request injection for @op. A copy counts on the source sim (the one whose
+ * ops are called), attach and detach on the sim they are called on.
  *
  * Return: 0, or -EINVAL for a bad @op or an @err that is not a negative errno.
  */
