@@ -19,20 +19,23 @@
  * A slot word is 0 (nothing mapped), value | XE_LINEAR (the whole 2 MiB maps
  * linearly: value is what the slot's first byte maps to, 4 KiB aligned), or
  * sub-table | XE_SUB. A sub-table word is 0 or page value | XE_PAGE.
- * xlate_set() writes a linear slot word for every 2 MiB slot a run covers
- * entirely (always the case for page_shift >= 21, where va, iova and len
- * are 2 MiB aligned) and 4 KiB words elsewhere, so a lookup costs two
- * dependent loads after the directory pointer (three in a 4 KiB region).
+ * xlate_set() writes a linear slot word for every empty 2 MiB slot a run
+ * covers entirely (always the case for page_shift >= 21, where va, iova and
+ * len are 2 MiB aligned) and 4 KiB words elsewhere, so a lookup costs two
+ * dependent loads after the directory pointer (three in a 4 KiB region). A
+ * slot that already holds an (emptied) sub-table keeps it and gets 512 page
+ * words instead, until xlate_trim() collapses it (see Reclamation).
  *
  * The forward table (key VA) is replicated once per NUMA node; each replica's
  * pages are placed on its node when libnuma reports more than one node, and
  * a reader uses its own node's replica: the thread-local xlate_tls caches
  * that replica's directory (so the NUMA case costs the same dependent loads
  * as the single-node one) and is re-validated against the current CPU (see
- * struct xlate_tls). The reverse table (key
- * IOVA, value VA) has one copy: it is the same radix, O(1) rather than the
- * O(log n) of a tree of runs, and dense because dme allocates IOVAs first
- * fit.
+ * struct xlate_tls). xlate_tls uses the initial-exec TLS model: libdme must
+ * be linked at startup, not dlopen()ed late into a process short of static
+ * TLS space. The reverse table (key IOVA, value VA) has one copy: it is the
+ * same radix, O(1) rather than the O(log n) of a tree of runs, and dense
+ * because dme allocates IOVAs first fit.
  *
  * Concurrency. Writers (xlate_set/clear/trim) are serialized by the caller
  * (the engine's map lock). Readers (xlate_lookup/reverse) never block and
@@ -47,7 +50,7 @@
  * directories stay until xlate_destroy(). Because a table never changes
  * owner, a reader holding a stale pointer reads only words that belong to
  * the key it is looking up - no retired list, epochs or hazard pointers on
- * the read side, which stays two plain loads. The price is memory bounded by
+ * the read side, which stays a few plain loads. The price is memory bounded by
  * the address footprint ever mapped (4 KiB per GiB touched, plus 4 KiB per
  * 2 MiB slot ever mapped at 4 KiB granularity). xlate_trim() gives that back
  * (empty tables freed, linear sub-tables collapsed) but only at a point where
