@@ -366,10 +366,3 @@ void dme_bench_map_summarize(const struct dme_bench_result *r, size_t n, struct 
 			  dme_bench_result_counter(dme_bench_find(r, n, "register_1t"), "entries"));
 }
 
-const struct dme_bench_suite dme_bench_suite_engine = {
-	.name = "engine",
-	.doc = "mapping engine on the simulator: batching, metadata, scale",
-	.cases = dme_bench_map_cases,
-	.nr_cases = sizeof(dme_bench_map_cases) / sizeof(dme_bench_map_cases[0]),
-	.summarize = dme_bench_map_summarize,
-};

@@ -483,8 +483,8 @@ static bool in_geometry(const struct dme_sim *s, uint64_t iova, uint64_t last)
 }
 
 /* Checks shared by map and the destination of copy, in the kernel's order. */
-static int check_new(struct dme_sim *s, uint64_t iova, uint64_t len, unsigned prot,
-		     uint64_t extra, const char *what)
+static int check_new(struct dme_sim *s, uint64_t iova, uint64_t len, unsigned prot, uint64_t extra,
+		     const char *what)
 {
 	if (prot & ~PTE_RW || !(prot & PTE_RW)) {
 		dme_err("sim: %s at IOVA 0x%" PRIx64 ": prot 0x%x must be READ and/or WRITE", what,
@@ -497,7 +497,8 @@ static int check_new(struct dme_sim *s, uint64_t iova, uint64_t len, unsigned pr
 	}
 	uint64_t last = iova + len - 1;
 	if (last < iova) {
-		dme_err("sim: %s at IOVA 0x%" PRIx64 " length 0x%" PRIx64 " wraps", what, iova, len);
+		dme_err("sim: %s at IOVA 0x%" PRIx64 " length 0x%" PRIx64 " wraps", what, iova,
+			len);
 		return -EOVERFLOW;
 	}
 	if ((iova | len) & (s->alignment - 1)) {
@@ -520,7 +521,8 @@ static int check_new(struct dme_sim *s, uint64_t iova, uint64_t len, unsigned pr
 		return -EEXIST;
 	}
 	if (s->max_entries && s->nr_areas + extra > s->max_entries) {
-		dme_err("sim: %s at IOVA 0x%" PRIx64 ": the limit of %" PRIu64 " mappings is reached",
+		dme_err("sim: %s at IOVA 0x%" PRIx64 ": the limit of %" PRIu64
+			" mappings is reached",
 			what, iova, s->max_entries);
 		return -ENOSPC;
 	}
@@ -569,8 +571,8 @@ static int map_one(struct dme_sim *s, const struct be_map *r)
 	if (ret)
 		return ret;
 	if (r->va & (PT_SIZE - 1) || r->va + r->len < r->va || r->va + r->len > VA_LIMIT) {
-		dme_err("sim: map of VA 0x%" PRIx64 " length 0x%" PRIx64
-			" at IOVA 0x%" PRIx64 ": the VA range cannot be pinned",
+		dme_err("sim: map of VA 0x%" PRIx64 " length 0x%" PRIx64 " at IOVA 0x%" PRIx64
+			": the VA range cannot be pinned",
 			r->va, r->len, r->iova);
 		return r->va & (PT_SIZE - 1) ? -EINVAL : -EFAULT;
 	}
@@ -606,7 +608,8 @@ static int unmap_one(struct dme_sim *s, const struct be_unmap *r)
 	const char *why = NULL;
 	for (;;) {
 		if (!a || a->iova > last) {
-			why = want == r->iova ? "nothing is mapped there" : "it has an unmapped gap";
+			why =
+			    want == r->iova ? "nothing is mapped there" : "it has an unmapped gap";
 			break;
 		}
 		if (a->iova < want) {
@@ -669,9 +672,10 @@ static int inject_fire(struct dme_sim *s, enum dme_sim_op op, bool call, size_t 
 static int inject_arm(struct dme_sim *s, enum dme_sim_op op, uint64_t nth, int err, bool call)
 {
 	if ((unsigned)op >= DME_SIM_NR_OPS || (nth && (err >= 0 || err < -4095))) {
-		dme_err("sim: cannot inject error %d into op %d: want a DME_SIM_OP_* and a negative "
-			"errno",
-			err, (int)op);
+		dme_err(
+		    "sim: cannot inject error %d into op %d: want a DME_SIM_OP_* and a negative "
+		    "errno",
+		    err, (int)op);
 		return -EINVAL;
 	}
 	struct inject *j = &s->inj[op];
@@ -895,7 +899,8 @@ static int sim_detach(void *be, const char *dev)
 	for (size_t i = 0; dev && i < s->nr_devs; i++) {
 		if (!strcmp(s->devs[i], dev)) {
 			free(s->devs[i]);
-			memmove(&s->devs[i], &s->devs[i + 1], (s->nr_devs - i - 1) * sizeof(char *));
+			memmove(&s->devs[i], &s->devs[i + 1],
+				(s->nr_devs - i - 1) * sizeof(char *));
 			s->nr_devs--;
 			return 0;
 		}
@@ -956,24 +961,24 @@ err_close:
 }
 
 const struct be_ops be_sim_ops = {
-	.name = "sim",
-	.open = sim_open,
-	.geometry = sim_geometry,
-	.map = sim_map,
-	.unmap = sim_unmap,
-	.copy = sim_copy,
-	.attach = sim_attach,
-	.detach = sim_detach,
-	.va_to_pa = NULL,
-	.close = sim_close,
+    .name = "sim",
+    .open = sim_open,
+    .geometry = sim_geometry,
+    .map = sim_map,
+    .unmap = sim_unmap,
+    .copy = sim_copy,
+    .attach = sim_attach,
+    .detach = sim_detach,
+    .va_to_pa = NULL,
+    .close = sim_close,
 };
 
 /* ---- the device ------------------------------------------------------------ */
 
 static const char *const reason_names[] = {
-	[DME_SIM_FAULT_NOT_PRESENT] = "not-present", [DME_SIM_FAULT_READ_ONLY] = "read-only",
-	[DME_SIM_FAULT_WRITE_ONLY] = "write-only",   [DME_SIM_FAULT_ADDRESS] = "address-width",
-	[DME_SIM_FAULT_BAD_VA] = "bad-va",
+    [DME_SIM_FAULT_NOT_PRESENT] = "not-present", [DME_SIM_FAULT_READ_ONLY] = "read-only",
+    [DME_SIM_FAULT_WRITE_ONLY] = "write-only",	 [DME_SIM_FAULT_ADDRESS] = "address-width",
+    [DME_SIM_FAULT_BAD_VA] = "bad-va",
 };
 
 DME_EXPORT const char *dme_sim_fault_reason_name(enum dme_sim_fault_reason reason)
@@ -1189,7 +1194,8 @@ static int check_areas(struct dme_sim *s, const struct area *a, const struct are
 	if (ret)
 		return ret;
 	if (a->last < a->iova || (*prev && (*prev)->last >= a->iova)) {
-		dme_err("sim check: area [0x%" PRIx64 ", 0x%" PRIx64 "] out of order or overlapping",
+		dme_err("sim check: area [0x%" PRIx64 ", 0x%" PRIx64
+			"] out of order or overlapping",
 			a->iova, a->last);
 		return -EUCLEAN;
 	}
@@ -1232,7 +1238,8 @@ DME_EXPORT int dme_sim_check(struct dme_sim *sim)
 		return -EUCLEAN;
 	}
 	for (unsigned lv = 1; lv <= sim->levels; lv++) {
-		if (c.leaves[lv] != sim->st.leaf_entries[lv] || c.tables[lv] != sim->st.tables[lv]) {
+		if (c.leaves[lv] != sim->st.leaf_entries[lv] ||
+		    c.tables[lv] != sim->st.tables[lv]) {
 			dme_err("sim check: level %u holds %" PRIu64 " leaves in %" PRIu64
 				" tables, counters say %" PRIu64 " in %" PRIu64,
 				lv, c.leaves[lv], c.tables[lv], sim->st.leaf_entries[lv],

@@ -44,6 +44,8 @@
 
 _Thread_local struct xlate_tls xlate_tls __attribute__((tls_model("initial-exec")));
 
+static _Atomic unsigned next_id = 1; /* 0 never names a table */
+
 /* A directory (2^17 words, one per GiB) and which of its pages were written. */
 struct xdir {
 	xword *dir;
@@ -57,16 +59,16 @@ struct chunk {
 };
 
 struct xtab {
-	struct xdir low;		     /* keys below 2^47 */
+	struct xdir low;		      /* keys below 2^47 */
 	_Atomic(_Atomic(struct xdir *) *) hi; /* HI_ENTRIES, lazily; [0] unused */
-	int node;			     /* NUMA node for this radix's pages, or -1 */
+	int node;			      /* NUMA node for this radix's pages, or -1 */
 	struct chunk *chunks;
-	char *cur;			     /* next fresh page of the current chunk */
+	char *cur; /* next fresh page of the current chunk */
 	unsigned cur_left;
-	void **spare;			     /* pages given back by trim (not resident) */
+	void **spare; /* pages given back by trim (not resident) */
 	size_t nr_spare, cap_spare;
-	size_t pages_used;		     /* leaves and sub-tables in use */
-	size_t nr_hi;			     /* high directories allocated */
+	size_t pages_used; /* leaves and sub-tables in use */
+	size_t nr_hi;	   /* high directories allocated */
 };
 
 /* ---- memory ---------------------------------------------------------------- */
@@ -283,7 +285,8 @@ static int xt_prepare_set(struct xtab *t, uint64_t key, uint64_t end)
 			xword *sub = page_alloc(t);
 			if (!sub)
 				return -ENOMEM;
-			atomic_store_explicit(w, (uint64_t)(uintptr_t)sub | XE_SUB, memory_order_release);
+			atomic_store_explicit(w, (uint64_t)(uintptr_t)sub | XE_SUB,
+					      memory_order_release);
 		}
 		pos = slot_end;
 	}
@@ -299,11 +302,13 @@ static void xt_fill(struct xtab *t, uint64_t key, uint64_t end, uint64_t val)
 		xword *w = &leaf[slot_index(pos)];
 		uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 		if (!cur) { /* a whole, empty slot: one linear word */
-			atomic_store_explicit(w, (val + (pos - key)) | XE_LINEAR, memory_order_release);
+			atomic_store_explicit(w, (val + (pos - key)) | XE_LINEAR,
+					      memory_order_release);
 		} else {
 			xword *sub = sub_of(cur);
 			for (uint64_t p = pos; p < slot_end; p += PAGE)
-				atomic_store_explicit(&sub[page_index(p)], (val + (p - key)) | XE_PAGE,
+				atomic_store_explicit(&sub[page_index(p)],
+						      (val + (p - key)) | XE_PAGE,
 						      memory_order_release);
 		}
 		pos = slot_end;
@@ -332,7 +337,8 @@ static int xt_prepare_clear(struct xtab *t, uint64_t key, uint64_t end)
 			for (unsigned i = 0; i < WORDS_PER_PAGE; i++)
 				atomic_store_explicit(&sub[i], (base + i * PAGE) | XE_PAGE,
 						      memory_order_relaxed);
-			atomic_store_explicit(w, (uint64_t)(uintptr_t)sub | XE_SUB, memory_order_release);
+			atomic_store_explicit(w, (uint64_t)(uintptr_t)sub | XE_SUB,
+					      memory_order_release);
 		}
 		pos = slot_end;
 	}
@@ -369,7 +375,7 @@ static int xt_runs(struct xtab *t, uint64_t key, uint64_t end,
 {
 	uint64_t rk = 0, rv = 0, rl = 0;
 	int ret = 0;
-#define RUN_ADD(k, v, l)                                                                          \
+#define RUN_ADD(k, v, l)                                                                           \
 	do {                                                                                       \
 		if (rl && rk + rl == (k) && rv + rl == (v)) {                                      \
 			rl += (l);                                                                 \
@@ -392,8 +398,8 @@ static int xt_runs(struct xtab *t, uint64_t key, uint64_t end,
 		} else if (cur & XE_SUB) {
 			xword *sub = sub_of(cur);
 			for (uint64_t p = pos; p < slot_end; p += PAGE) {
-				uint64_t v = atomic_load_explicit(&sub[page_index(p)],
-								  memory_order_relaxed);
+				uint64_t v =
+				    atomic_load_explicit(&sub[page_index(p)], memory_order_relaxed);
 				if (v)
 					RUN_ADD(p, v & XE_VAL, PAGE);
 			}
@@ -428,8 +434,9 @@ int xlate_set(struct xlate *x, uint64_t va, uint64_t len, uint64_t iova, unsigne
 	}
 	if (!len || ((va | iova | len) & (gran - 1)) || va >= KEY_LIMIT || iova >= KEY_LIMIT ||
 	    len > KEY_LIMIT - va || len > KEY_LIMIT - iova) {
-		dme_err("xlate: cannot record VA 0x%" PRIx64 " length 0x%" PRIx64 " at IOVA 0x%" PRIx64
-			": empty, not %" PRIu64 " KiB aligned, or beyond 2^%d",
+		dme_err("xlate: cannot record VA 0x%" PRIx64 " length 0x%" PRIx64
+			" at IOVA 0x%" PRIx64 ": empty, not %" PRIu64
+			" KiB aligned, or beyond 2^%d",
 			va, len, iova, gran >> 10, XLATE_KEY_BITS);
 		return -EINVAL;
 	}
@@ -439,7 +446,8 @@ int xlate_set(struct xlate *x, uint64_t va, uint64_t len, uint64_t iova, unsigne
 		return -EEXIST;
 	}
 	if (xt_busy(x->rev, iova, iova + len)) {
-		dme_err("xlate: IOVA range 0x%" PRIx64 "+0x%" PRIx64 " is already in use", iova, len);
+		dme_err("xlate: IOVA range 0x%" PRIx64 "+0x%" PRIx64 " is already in use", iova,
+			len);
 		return -EEXIST;
 	}
 	for (unsigned i = 0; i < x->nr_nodes; i++)
@@ -475,46 +483,59 @@ int xlate_clear(struct xlate *x, uint64_t va, uint64_t len)
 		xt_clear(&x->fwd[i], va, end);
 	return 0;
 err_nomem:
-	dme_err("xlate: out of memory splitting 2 MiB entries to clear VA 0x%" PRIx64
-		"+0x%" PRIx64,
+	dme_err("xlate: out of memory splitting 2 MiB entries to clear VA 0x%" PRIx64 "+0x%" PRIx64,
 		va, len);
 	return -ENOMEM;
 }
 
-int xlate_lookup_high(const struct xlate *x, unsigned rep, uint64_t va, uint64_t *iova)
-{
-	if (va >= KEY_LIMIT)
-		return -ENOENT;
-	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->fwd[rep].hi, memory_order_acquire);
-	if (!hi)
-		return -ENOENT;
-	struct xdir *d = atomic_load_explicit(&hi[va >> XLATE_LOW_BITS], memory_order_acquire);
-	if (!d)
-		return -ENOENT;
-	return xtab_get(d->dir, va & LOW_MASK, iova);
-}
-
-int xlate_reverse_high(const struct xlate *x, uint64_t iova, uint64_t *va)
-{
-	if (iova >= KEY_LIMIT)
-		return -ENOENT;
-	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->rev->hi, memory_order_acquire);
-	if (!hi)
-		return -ENOENT;
-	struct xdir *d = atomic_load_explicit(&hi[iova >> XLATE_LOW_BITS], memory_order_acquire);
-	if (!d)
-		return -ENOENT;
-	return xtab_get(d->dir, iova & LOW_MASK, va);
-}
-
-unsigned xlate_node_refresh(void)
+static unsigned my_rep(const struct xlate *x)
 {
 	unsigned cpu, node = 0;
 	if (getcpu(&cpu, &node))
 		node = 0;
 	xlate_tls.node = node;
-	xlate_tls.left = XLATE_NODE_REFRESH;
-	return node;
+	return x->node_rep[node & (XLATE_MAX_NODES - 1)];
+}
+
+const xword *xlate_fdir_slow(const struct xlate *x)
+{
+	struct xlate_tls *t = &xlate_tls;
+#ifdef XLATE_RSEQ
+	t->cpu = xlate_cpu(); /* first: a migration after this re-checks */
+#endif
+	t->dir = x->fdir[my_rep(x)];
+	t->id = x->id;
+	t->left = XLATE_NODE_REFRESH;
+	return t->dir;
+}
+
+uint64_t xlate_lookup_high(const struct xlate *x, uint64_t va)
+{
+	if (va >= KEY_LIMIT)
+		return XLATE_NONE;
+	unsigned rep = x->nr_nodes == 1 ? 0 : my_rep(x);
+	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->fwd[rep].hi, memory_order_acquire);
+	if (!hi)
+		return XLATE_NONE;
+	struct xdir *d = atomic_load_explicit(&hi[va >> XLATE_LOW_BITS], memory_order_acquire);
+	if (!d)
+		return XLATE_NONE;
+	uint64_t v;
+	return xtab_get(d->dir, va & LOW_MASK, &v) ? XLATE_NONE : v;
+}
+
+uint64_t xlate_reverse_high(const struct xlate *x, uint64_t iova)
+{
+	if (iova >= KEY_LIMIT)
+		return XLATE_NONE;
+	_Atomic(struct xdir *) *hi = atomic_load_explicit(&x->rev->hi, memory_order_acquire);
+	if (!hi)
+		return XLATE_NONE;
+	struct xdir *d = atomic_load_explicit(&hi[iova >> XLATE_LOW_BITS], memory_order_acquire);
+	if (!d)
+		return XLATE_NONE;
+	uint64_t v;
+	return xtab_get(d->dir, iova & LOW_MASK, &v) ? XLATE_NONE : v;
 }
 
 /* ---- trim ------------------------------------------------------------------------ */
@@ -546,8 +567,8 @@ static size_t trim_dir(struct xtab *t, struct xdir *d)
 		if (!(d->touched[pg / 64] & (1ull << (pg % 64))))
 			continue;
 		for (unsigned i = pg * WORDS_PER_PAGE; i < (pg + 1) * WORDS_PER_PAGE; i++) {
-			xword *leaf = (xword *)(uintptr_t)atomic_load_explicit(&d->dir[i],
-									   memory_order_relaxed);
+			xword *leaf = (xword *)(uintptr_t)atomic_load_explicit(
+			    &d->dir[i], memory_order_relaxed);
 			if (!leaf)
 				continue;
 			for (unsigned s = 0; s < WORDS_PER_PAGE; s++) {
@@ -629,6 +650,7 @@ int xlate_init(struct xlate *x, unsigned nr_nodes)
 	if (nr_nodes > XLATE_MAX_NODES)
 		nr_nodes = XLATE_MAX_NODES;
 	x->nr_nodes = nr_nodes;
+	x->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < nr_real; i++)
 		x->node_rep[nodes[i] & (XLATE_MAX_NODES - 1)] = (uint8_t)(i % nr_nodes);
 

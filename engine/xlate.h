@@ -19,18 +19,23 @@
  * A slot word is 0 (nothing mapped), value | XE_LINEAR (the whole 2 MiB maps
  * linearly: value is what the slot's first byte maps to, 4 KiB aligned), or
  * sub-table | XE_SUB. A sub-table word is 0 or page value | XE_PAGE.
- * xlate_set() writes a linear slot word for every 2 MiB slot a run covers
- * entirely (always the case for page_shift >= 21, where va, iova and len
- * are 2 MiB aligned) and 4 KiB words elsewhere, so a lookup costs two
- * dependent loads after the directory pointer (three in a 4 KiB region).
+ * xlate_set() writes a linear slot word for every empty 2 MiB slot a run
+ * covers entirely (always the case for page_shift >= 21, where va, iova and
+ * len are 2 MiB aligned) and 4 KiB words elsewhere, so a lookup costs two
+ * dependent loads after the directory pointer (three in a 4 KiB region). A
+ * slot that already holds an (emptied) sub-table keeps it and gets 512 page
+ * words instead, until xlate_trim() collapses it (see Reclamation).
  *
  * The forward table (key VA) is replicated once per NUMA node; each replica's
  * pages are placed on its node when libnuma reports more than one node, and
- * a reader uses its own node's replica (the node is cached in a thread-local
- * and refreshed every XLATE_NODE_REFRESH lookups). The reverse table (key
- * IOVA, value VA) has one copy: it is the same radix, O(1) rather than the
- * O(log n) of a tree of runs, and dense because dme allocates IOVAs first
- * fit.
+ * a reader uses its own node's replica: the thread-local xlate_tls caches
+ * that replica's directory (so the NUMA case costs the same dependent loads
+ * as the single-node one) and is re-validated against the current CPU (see
+ * struct xlate_tls). xlate_tls uses the initial-exec TLS model: libdme must
+ * be linked at startup, not dlopen()ed late into a process short of static
+ * TLS space. The reverse table (key IOVA, value VA) has one copy: it is the
+ * same radix, O(1) rather than the O(log n) of a tree of runs, and dense
+ * because dme allocates IOVAs first fit.
  *
  * Concurrency. Writers (xlate_set/clear/trim) are serialized by the caller
  * (the engine's map lock). Readers (xlate_lookup/reverse) never block and
@@ -45,7 +50,7 @@
  * directories stay until xlate_destroy(). Because a table never changes
  * owner, a reader holding a stale pointer reads only words that belong to
  * the key it is looking up - no retired list, epochs or hazard pointers on
- * the read side, which stays two plain loads. The price is memory bounded by
+ * the read side, which stays a few plain loads. The price is memory bounded by
  * the address footprint ever mapped (4 KiB per GiB touched, plus 4 KiB per
  * 2 MiB slot ever mapped at 4 KiB granularity). xlate_trim() gives that back
  * (empty tables freed, linear sub-tables collapsed) but only at a point where
@@ -62,15 +67,15 @@
 
 #include "compiler.h"
 
-#define XLATE_MAX_NODES 64	     /* replicas; more nodes share replicas */
-#define XLATE_KEY_BITS 57	     /* keys (VA, IOVA) must lie below 2^57 */
-#define XLATE_LOW_BITS 47	     /* keys below 2^47 take the fast path */
-#define XLATE_NODE_REFRESH 4096u     /* lookups between two node checks */
+#define XLATE_MAX_NODES 64	 /* replicas; more nodes share replicas */
+#define XLATE_KEY_BITS 57	 /* keys (VA, IOVA) must lie below 2^57 */
+#define XLATE_LOW_BITS 47	 /* keys below 2^47 take the fast path */
+#define XLATE_NODE_REFRESH 4096u /* without rseq: lookups between node checks */
 
-#define XE_LINEAR 1ull		     /* slot word: the 2 MiB slot maps linearly */
-#define XE_SUB 2ull		     /* slot word: points to a 4 KiB sub-table */
-#define XE_PAGE 1ull		     /* sub-table word: the page is mapped */
-#define XE_VAL (~0xfffull)	     /* value (or pointer) bits of a word */
+#define XE_LINEAR 1ull	   /* slot word: the 2 MiB slot maps linearly */
+#define XE_SUB 2ull	   /* slot word: points to a 4 KiB sub-table */
+#define XE_PAGE 1ull	   /* sub-table word: the page is mapped */
+#define XE_VAL (~0xfffull) /* value (or pointer) bits of a word */
 
 typedef _Atomic uint64_t xword;
 
@@ -78,22 +83,50 @@ struct xtab;
 
 /** struct xlate - the VA -> IOVA table, its per-node replicas and its reverse. */
 struct xlate {
-	/* read side: one cache line for the common case */
-	unsigned nr_nodes;			/* forward replicas */
-	uint8_t node_rep[XLATE_MAX_NODES];	/* NUMA node (mod 64) -> replica */
-	xword *fdir[XLATE_MAX_NODES];		/* replica's directory for keys < 2^47 */
-	xword *rdir;				/* the reverse table's directory */
+	/* read side: the first cache line serves the common case */
+	unsigned nr_nodes;		   /* forward replicas */
+	unsigned id;			   /* unique among tables ever created */
+	xword *fdir[XLATE_MAX_NODES];	   /* replica's directory for keys < 2^47 */
+	xword *rdir;			   /* the reverse table's directory */
+	uint8_t node_rep[XLATE_MAX_NODES]; /* NUMA node (mod 64) -> replica */
 	/* write side */
-	struct xtab *fwd;			/* nr_nodes replicas */
+	struct xtab *fwd; /* nr_nodes replicas */
 	struct xtab *rev;
 };
 
-/* The calling thread's NUMA node, cached; see xlate_node_refresh(). */
+/*
+ * Per thread: the directory of the replica for this thread's NUMA node, for
+ * the table with id @id, valid while the thread stays on CPU @cpu. A thread
+ * that alternates between tables takes the slow path at each switch; ids
+ * are never reused, so a stale entry can only miss, never point into a
+ * destroyed table.
+ *
+ * The CPU comes from the rseq area glibc registers for every thread (the
+ * kernel rewrites cpu_id whenever the thread migrates), so validating the
+ * cache is two loads and no store. Where rseq is not registered cpu_id is a
+ * constant and the node chosen first stays (lookups remain correct, maybe
+ * remote). Without <sys/rseq.h> a per-thread countdown re-checks the node
+ * every XLATE_NODE_REFRESH lookups.
+ */
 struct xlate_tls {
+	unsigned id;
+	unsigned cpu;  /* rseq cpu_id when dir was chosen */
+	unsigned left; /* without rseq: lookups until the next node check */
 	unsigned node;
-	unsigned left; /* lookups until the next refresh */
+	const xword *dir;
 };
 extern _Thread_local struct xlate_tls xlate_tls __attribute__((tls_model("initial-exec")));
+
+#if defined(__has_include) && __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#define XLATE_RSEQ 1
+static inline unsigned xlate_cpu(void)
+{
+	const struct rseq *rs =
+	    (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	return __atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+}
+#endif
 
 /**
  * xlate_init() - set up an empty table.
@@ -160,10 +193,14 @@ size_t xlate_trim(struct xlate *x);
  */
 size_t xlate_meta_bytes(const struct xlate *x);
 
-/* Out-of-line halves of the lookups below. */
-unsigned xlate_node_refresh(void);
-int xlate_lookup_high(const struct xlate *x, unsigned rep, uint64_t va, uint64_t *iova);
-int xlate_reverse_high(const struct xlate *x, uint64_t iova, uint64_t *va);
+/* The out-of-line lookups return the value or XLATE_NONE (values are below
+ * 2^57), so that a caller's out parameter never escapes into a call and can
+ * stay in a register. */
+#define XLATE_NONE UINT64_MAX
+
+const xword *xlate_fdir_slow(const struct xlate *x);
+uint64_t xlate_lookup_high(const struct xlate *x, uint64_t va);
+uint64_t xlate_reverse_high(const struct xlate *x, uint64_t iova);
 
 /* A lookup in one radix whose key is below 2^47; @dir is its directory. */
 static inline int xtab_get(const xword *dir, uint64_t key, uint64_t *out)
@@ -187,12 +224,28 @@ static inline int xtab_get(const xword *dir, uint64_t key, uint64_t *out)
 	return 0;
 }
 
-/* The replica for the calling thread's NUMA node. */
-static inline unsigned xlate_rep(const struct xlate *x)
+static inline int xlate_value(uint64_t v, uint64_t *out)
 {
+	if (v == XLATE_NONE)
+		return -ENOENT;
+	*out = v;
+	return 0;
+}
+
+/* The forward directory to read: this thread's node's replica. */
+static inline const xword *xlate_fdir(const struct xlate *x)
+{
+	if (likely(x->nr_nodes == 1))
+		return x->fdir[0];
 	struct xlate_tls *t = &xlate_tls;
-	unsigned node = likely(t->left--) ? t->node : xlate_node_refresh();
-	return x->node_rep[node & (XLATE_MAX_NODES - 1)];
+#ifdef XLATE_RSEQ
+	if (likely(t->id == x->id) && likely(t->cpu == xlate_cpu()))
+		return t->dir;
+#else
+	if (likely(t->id == x->id) && likely(t->left--))
+		return t->dir;
+#endif
+	return xlate_fdir_slow(x); /* another table, or another CPU: check the node */
 }
 
 /**
@@ -205,10 +258,9 @@ static inline unsigned xlate_rep(const struct xlate *x)
  */
 static inline int xlate_lookup(const struct xlate *x, uint64_t va, uint64_t *iova)
 {
-	unsigned rep = likely(x->nr_nodes == 1) ? 0 : xlate_rep(x);
 	if (unlikely(va >> XLATE_LOW_BITS))
-		return xlate_lookup_high(x, rep, va, iova);
-	return xtab_get(x->fdir[rep], va, iova);
+		return xlate_value(xlate_lookup_high(x, va), iova);
+	return xtab_get(xlate_fdir(x), va, iova);
 }
 
 /**
@@ -222,7 +274,7 @@ static inline int xlate_lookup(const struct xlate *x, uint64_t va, uint64_t *iov
 static inline int xlate_reverse(const struct xlate *x, uint64_t iova, uint64_t *va)
 {
 	if (unlikely(iova >> XLATE_LOW_BITS))
-		return xlate_reverse_high(x, iova, va);
+		return xlate_value(xlate_reverse_high(x, iova), va);
 	return xtab_get(x->rdir, iova, va);
 }
 

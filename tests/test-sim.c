@@ -72,14 +72,15 @@ static void test_open_geometry(void)
 	ok(s != NULL, "open: defaults");
 	ok_eq(be_sim_ops.geometry(s, &g), 0, "geometry: succeeds");
 	ok(g.nr_ranges == 2 && g.ranges[0].start == 0 && g.ranges[0].last == 0xfedfffff &&
-		   g.ranges[1].start == 0xfef00000 && g.ranges[1].last == 0x7fffffffffull,
+	       g.ranges[1].start == 0xfef00000 && g.ranges[1].last == 0x7fffffffffull,
 	   "geometry: VT-d aw-bits 39 ranges around the MSI hole");
 	ok(g.alignment == K4 && g.max_entries == 0 && g.has_copy && !g.needs_pa &&
-		   g.pgsize_bitmap == (K4 | M2 | G1),
+	       g.pgsize_bitmap == (K4 | M2 | G1),
 	   "geometry: 4 KiB alignment, no limit, copy, 4K|2M|1G pages");
 	struct dme_sim_stats st;
 	dme_sim_stats(s, &st);
-	ok(st.levels == 3 && st.addr_width == 39 && st.tables[3] == 1, "39-bit: 3 levels, one root");
+	ok(st.levels == 3 && st.addr_width == 39 && st.tables[3] == 1,
+	   "39-bit: 3 levels, one root");
 	ok(be_sim_ops.va_to_pa == NULL && !strcmp(be_sim_ops.name, "sim"), "ops: no va_to_pa");
 	dme_sim_close(s);
 
@@ -162,7 +163,7 @@ static void test_pt_4k(void)
 	ok_eq(map1(s, (uintptr_t)buf, iova, 4 * K4, RW), 0, "4K: map 16 KiB");
 	struct dme_sim_walk w;
 	ok(!dme_sim_walk(s, iova + 0x1234, &w) && w.level == 1 && w.page_size == K4 &&
-		   w.va == (uintptr_t)buf + 0x1234 && w.prot == RW,
+	       w.va == (uintptr_t)buf + 0x1234 && w.prot == RW,
 	   "4K: walk finds a 4 KiB leaf with the right VA and R/W");
 	char got[4 * K4];
 	ok(!dme_sim_dma_read(s, iova, got, sizeof(got)) && !memcmp(got, buf, sizeof(got)),
@@ -173,7 +174,7 @@ static void test_pt_4k(void)
 	struct dme_sim_stats st;
 	dme_sim_stats(s, &st);
 	ok(st.leaf_entries[1] == 4 && st.leaf_entries[2] == 0 && st.tables[1] == 1 &&
-		   st.tables[2] == 1,
+	       st.tables[2] == 1,
 	   "4K: 4 level-1 entries in one leaf table");
 	ok(st.dma_reads == 1 && st.dma_writes == 1 && st.dma_bytes == 4 * K4 + sizeof(msg),
 	   "4K: device counters");
@@ -182,7 +183,8 @@ static void test_pt_4k(void)
 	dme_sim_stats(s, &st);
 	ok(st.leaf_entries[1] == 0 && st.live_bytes == 0 && st.live_mappings == 0,
 	   "4K: no leaves left");
-	ok_eq(dme_sim_translate(s, iova, &(uint64_t){0}, NULL), -ENOENT, "4K: translate after unmap");
+	ok_eq(dme_sim_translate(s, iova, &(uint64_t){0}, NULL), -ENOENT,
+	      "4K: translate after unmap");
 	dme_sim_close(s);
 	munmap(base, 5 * K4);
 }
@@ -201,21 +203,23 @@ static void test_pt_2m(void)
 	   "2M: two 2 MiB entries, no 4 KiB table");
 	struct dme_sim_walk w;
 	ok(!dme_sim_walk(s, iova + M2 + 5, &w) && w.level == 2 && w.page_size == M2 &&
-		   w.va == (uintptr_t)buf + M2 + 5,
+	       w.va == (uintptr_t)buf + M2 + 5,
 	   "2M: walk finds a 2 MiB leaf");
 	char got[8192];
 	ok(!dme_sim_dma_read(s, iova + M2 - 4096, got, sizeof(got)) &&
-		   !memcmp(got, buf + M2 - 4096, sizeof(got)),
+	       !memcmp(got, buf + M2 - 4096, sizeof(got)),
 	   "2M: device read across the two 2 MiB leaves");
 	ok_eq(unmap1(s, iova, 2 * M2), 0, "2M: unmap");
 
 	/* the same IOVA, VA off by 4 KiB: only 4 KiB leaves fit */
 	ok_eq(map1(s, (uintptr_t)buf + K4, iova, M2, RW), 0, "2M: map with VA not 2M-aligned");
 	dme_sim_stats(s, &st);
-	ok(st.leaf_entries[1] == 512 && st.leaf_entries[2] == 0, "2M: incongruent VA gets 512 4K leaves");
+	ok(st.leaf_entries[1] == 512 && st.leaf_entries[2] == 0,
+	   "2M: incongruent VA gets 512 4K leaves");
 	ok_eq(unmap1(s, iova, M2), 0, "2M: unmap the 4K run");
 	/* the emptied 4K table is replaced by a 2 MiB leaf on the next map */
-	ok_eq(map1(s, (uintptr_t)buf, iova, M2, RW), 0, "2M: remap 2M-aligned over an emptied table");
+	ok_eq(map1(s, (uintptr_t)buf, iova, M2, RW), 0,
+	      "2M: remap 2M-aligned over an emptied table");
 	dme_sim_stats(s, &st);
 	ok(st.leaf_entries[2] == 1 && st.retired_tables == 1 && st.tables[1] == 0,
 	   "2M: the empty 4K table is retired, a 2 MiB leaf takes its place");
@@ -298,7 +302,8 @@ static void test_map_errors(void)
 	ok_eq(map1(s, va, 0xfedff000, 0x2000, RW), -EINVAL, "EINVAL: straddling into the hole");
 	ok_eq(map1(s, va, 0xfeeff000, 0x2000, RW), -EINVAL, "EINVAL: straddling out of the hole");
 	ok_eq(map1(s, va, 0x8000000000ull, K4, RW), -EINVAL, "EINVAL: beyond the 39-bit aperture");
-	ok_eq(map1(s, va, 0x7ffffff000ull, 0x2000, RW), -EINVAL, "EINVAL: running off the aperture");
+	ok_eq(map1(s, va, 0x7ffffff000ull, 0x2000, RW), -EINVAL,
+	      "EINVAL: running off the aperture");
 	ok_eq(map1(s, va, 0xfffffffffffff000ull, 0x2000, RW), -EOVERFLOW, "EOVERFLOW: IOVA wraps");
 	ok_eq(map1(s, 1ull << 57, 0x200000, K4, RW), -EFAULT, "EFAULT: VA beyond any user address");
 	ok_eq(map1(s, va, 0xfef00000, K4, RW), 0, "the first page above the hole maps");
@@ -363,7 +368,7 @@ static void test_copy(void)
 	uint64_t got_va;
 	unsigned prot;
 	ok(!dme_sim_translate(b, 0x500000, &got_va, &prot) && got_va == va + K4 &&
-		   prot == BE_PROT_READ,
+	       prot == BE_PROT_READ,
 	   "copy: the destination maps the same memory, with the copy's prot");
 	char x[6 * K4];
 	ok(!dme_sim_dma_read(b, 0x500000, x, sizeof(x)) && !memcmp(x, buf + K4, sizeof(x)),
@@ -392,7 +397,8 @@ static void test_copy(void)
 	dme_sim_inject(a, DME_SIM_OP_COPY, 1, -EINTR);
 	ok_eq(be_sim_ops.copy(a, b, 0x100000, 0x900000, K4, BE_PROT_READ), -EINTR,
 	      "copy: injected -EINTR");
-	ok(dme_sim_translate(b, 0x900000, &got_va, NULL) == -ENOENT, "copy: injected failure maps nothing");
+	ok(dme_sim_translate(b, 0x900000, &got_va, NULL) == -ENOENT,
+	   "copy: injected failure maps nothing");
 	/* all or nothing: the entry limit stops the second piece */
 	dme_sim_close(b);
 	struct dme_sim_params p = {.max_entries = 1};
@@ -446,13 +452,14 @@ static void test_faults(void)
 	struct dme_sim_fault f[8];
 	ok_eq(dme_sim_dma_read(s, 0x200000, x, 16), -EFAULT, "fault: read of an unmapped IOVA");
 	ok(dme_sim_faults(s, f, 8, false) == 1 && f[0].iova == 0x200000 &&
-		   f[0].access == DME_SIM_ACCESS_READ && f[0].reason == DME_SIM_FAULT_NOT_PRESENT,
+	       f[0].access == DME_SIM_ACCESS_READ && f[0].reason == DME_SIM_FAULT_NOT_PRESENT,
 	   "fault: recorded with IOVA, access and reason not-present");
 	ok_eq(dme_sim_dma_write(s, 0x102010, "x", 1), -EFAULT, "fault: write to a read-only entry");
 	ok(dme_sim_faults(s, f, 8, false) == 2 && f[1].iova == 0x102010 &&
-		   f[1].access == DME_SIM_ACCESS_WRITE && f[1].reason == DME_SIM_FAULT_READ_ONLY,
+	       f[1].access == DME_SIM_ACCESS_WRITE && f[1].reason == DME_SIM_FAULT_READ_ONLY,
 	   "fault: recorded as read-only");
-	ok(buf[2 * K4 + 0x10] == (char)(5 + (2 * K4 + 0x10) * 7 + 2), "fault: the read-only page is untouched");
+	ok(buf[2 * K4 + 0x10] == (char)(5 + (2 * K4 + 0x10) * 7 + 2),
+	   "fault: the read-only page is untouched");
 	ok_eq(dme_sim_dma_read(s, 0x103000, x, 1), -EFAULT, "fault: read of a write-only entry");
 	ok(dme_sim_faults(s, f, 8, true) == 3 && f[2].reason == DME_SIM_FAULT_WRITE_ONLY,
 	   "fault: recorded as write-only; log cleared");
@@ -475,7 +482,8 @@ static void test_faults(void)
 	struct dme_sim_stats st;
 	dme_sim_stats(s, &st);
 	ok_eq(st.faults, 11, "fault: stats count every fault, dropped ones too");
-	ok_eq(dme_sim_dma_read(s, 0xfffffffffffff000ull, x, 0x2000), -EINVAL, "DMA that wraps: EINVAL");
+	ok_eq(dme_sim_dma_read(s, 0xfffffffffffff000ull, x, 0x2000), -EINVAL,
+	      "DMA that wraps: EINVAL");
 	ok_eq(dme_sim_dma_read(s, 0x100000, x, 0), 0, "DMA of zero bytes succeeds");
 
 	/* memory unmapped from the process while still mapped in the IOMMU */
@@ -540,7 +548,8 @@ static void test_inject_map(void)
 			ok1 &= be_sim_ops.map(s, m, 8, &done) == 0 && done == 8; /* one-shot */
 			ok1 &= dme_sim_check(s) == 0;
 			if (!ok1) {
-				diag("map %d at position %d: ret %d done %zu", errs[e], pos, ret, done);
+				diag("map %d at position %d: ret %d done %zu", errs[e], pos, ret,
+				     done);
 				good = false;
 			}
 			dme_sim_close(s);
@@ -572,7 +581,8 @@ static void test_inject_unmap(void)
 			dme_sim_stats(s, &st);
 			ok1 &= st.live_mappings == 0 && dme_sim_check(s) == 0;
 			if (!ok1) {
-				diag("unmap %d at position %d: ret %d done %zu", errs[e], pos, ret, done);
+				diag("unmap %d at position %d: ret %d done %zu", errs[e], pos, ret,
+				     done);
 				good = false;
 			}
 			dme_sim_close(s);
@@ -591,7 +601,8 @@ static void test_inject_misc(void)
 	size_t done;
 	dme_sim_inject(s, DME_SIM_OP_MAP, 11, -ENOMEM);
 	ok_eq(be_sim_ops.map(s, m, 4, &done), 0, "inject: requests count across calls (call 1)");
-	ok_eq(be_sim_ops.map(s, m + 4, 4, &done), 0, "inject: requests count across calls (call 2)");
+	ok_eq(be_sim_ops.map(s, m + 4, 4, &done), 0,
+	      "inject: requests count across calls (call 2)");
 	be_sim_ops.unmap(s, u, 8, &done);
 	ok(be_sim_ops.map(s, m, 8, &done) == -ENOMEM && done == 2,
 	   "inject: the 11th request is the 3rd of the third call");
@@ -609,7 +620,8 @@ static void test_inject_misc(void)
 	ok_eq(dme_sim_inject(s, DME_SIM_OP_MAP, 0, 0), 0, "inject: nth 0 disarms");
 	struct dme_sim_stats st;
 	dme_sim_stats(s, &st);
-	ok(st.map_calls == 6 && st.map_requests == 19 && st.injected == 2 && st.failed_requests == 1,
+	ok(st.map_calls == 6 && st.map_requests == 19 && st.injected == 2 &&
+	       st.failed_requests == 1,
 	   "stats: calls, requests, injected and failures counted (got %llu %llu %llu %llu)",
 	   (unsigned long long)st.map_calls, (unsigned long long)st.map_requests,
 	   (unsigned long long)st.injected, (unsigned long long)st.failed_requests);
@@ -703,8 +715,8 @@ static void random_map(struct be_map *m)
 		iova &= ~(M2 - 1); /* 2 MiB aligned: large leaves when the VA agrees */
 	uint64_t va = 0x7e0000000000ull + (rnd() % 4 ? (iova & (M2 - 1)) : (rnd() % 512) * K4) +
 		      (rnd() % 4096) * M2;
-	*m = (struct be_map){.va = va, .iova = iova, .len = pages * K4,
-			     .prot = 1 + (unsigned)(rnd() % 3), .fd = -1};
+	*m = (struct be_map){
+	    .va = va, .iova = iova, .len = pages * K4, .prot = 1 + (unsigned)(rnd() % 3), .fd = -1};
 }
 
 static void random_unmap(struct ref *r, struct be_unmap *u)
@@ -870,7 +882,8 @@ static void test_device_race(void)
 			bad += unmap1(d.s, DEV_IOVA + slot, M2) != 0;
 		} else { /* a few 4K pages */
 			uint64_t pg = (rnd() % 500) * K4, len = (1 + rnd() % 12) * K4;
-			bad += map1(d.s, (uintptr_t)mem + slot + pg, DEV_IOVA + slot + pg, len, RW) != 0;
+			bad += map1(d.s, (uintptr_t)mem + slot + pg, DEV_IOVA + slot + pg, len,
+				    RW) != 0;
 			bad += unmap1(d.s, DEV_IOVA + slot + pg, len) != 0;
 		}
 		if (i % 8 == 0) /* something stays mapped for a while */

@@ -54,7 +54,7 @@ static void test_2m(void)
 	ok(none(&x, va), "empty: lookup is -ENOENT and leaves *iova alone");
 	ok_eq(xlate_set(&x, va, 4 * M2, iova, 21), 0, "2M: set 8 MiB");
 	ok(has(&x, va, iova) && has(&x, va + 4 * M2 - 1, iova + 4 * M2 - 1) &&
-		   has(&x, va + M2 + 0x1234, iova + M2 + 0x1234),
+	       has(&x, va + M2 + 0x1234, iova + M2 + 0x1234),
 	   "2M: first, last and inner bytes translate");
 	ok(none(&x, va - 1) && none(&x, va + 4 * M2), "2M: the bytes around are unmapped");
 	ok(rhas(&x, iova + 3 * M2 + 5, va + 3 * M2 + 5) && rnone(&x, iova + 4 * M2),
@@ -63,7 +63,7 @@ static void test_2m(void)
 	      "2M: a leaf and a directory page in each direction, nothing per slot");
 	ok_eq(xlate_clear(&x, va + M2, M2), 0, "2M: clear the second 2 MiB");
 	ok(has(&x, va + M2 - 1, iova + M2 - 1) && none(&x, va + M2) && none(&x, va + 2 * M2 - 1) &&
-		   has(&x, va + 2 * M2, iova + 2 * M2),
+	       has(&x, va + 2 * M2, iova + 2 * M2),
 	   "2M: only the cleared slot is gone");
 	ok(rnone(&x, iova + M2 + 7) && rhas(&x, iova + 2 * M2, va + 2 * M2),
 	   "2M: reverse follows the clear");
@@ -88,7 +88,8 @@ static void test_4k(void)
 	ok(none(&x, va - 1) && none(&x, va + 5 * K4) && rnone(&x, iova - 1),
 	   "4K: neighbours unmapped");
 	ok_eq(xlate_clear(&x, va + 2 * K4, K4), 0, "4K: clear the middle page");
-	ok(has(&x, va + K4, iova + K4) && none(&x, va + 2 * K4) && has(&x, va + 3 * K4, iova + 3 * K4),
+	ok(has(&x, va + K4, iova + K4) && none(&x, va + 2 * K4) &&
+	       has(&x, va + 3 * K4, iova + 3 * K4),
 	   "4K: only the middle page is gone");
 	ok(rnone(&x, iova + 2 * K4) && rhas(&x, iova + 3 * K4, va + 3 * K4),
 	   "4K: reverse follows the clear");
@@ -101,11 +102,12 @@ static void test_4k(void)
 	   "4K: whole slots and the tail translate");
 	size_t grown = xlate_meta_bytes(&x) - m0;
 	diag("4K run of 2M+2M+4K added %zu bytes of metadata", grown);
-	/* fwd: leaf + sub for the tail slot; rev: leaf + subs for 3 partial IOVA slots (+ dir page) */
+	/* fwd: leaf + sub for the tail slot; rev: leaf + subs for 3 partial IOVA slots (+ dir page)
+	 */
 	ok(grown <= 8 * 4096, "4K: whole VA slots need no sub-table");
 	ok_eq(xlate_clear(&x, v2 + M2 + 0x10000, K4), 0, "split: clear one page of a linear slot");
 	ok(none(&x, v2 + M2 + 0x10000) && has(&x, v2 + M2 + 0xf000, i2 + M2 + 0xf000) &&
-		   has(&x, v2 + M2 + 0x11000, i2 + M2 + 0x11000) && has(&x, v2, i2),
+	       has(&x, v2 + M2 + 0x11000, i2 + M2 + 0x11000) && has(&x, v2, i2),
 	   "split: the slot keeps its other 511 pages");
 	ok(rnone(&x, i2 + M2 + 0x10000) && rhas(&x, i2 + M2 + 0x11000, v2 + M2 + 0x11000),
 	   "split: reverse follows");
@@ -122,15 +124,16 @@ static void test_mixed_slot(void)
 	ok_eq(xlate_set(&x, slot + 0x100000, 8 * K4, 0x20000000, 12), 0, "mixed: run 2");
 	ok_eq(xlate_set(&x, slot + M2 - K4, K4, 0x30000000, 12), 0, "mixed: the last page");
 	ok(has(&x, slot + 3 * K4, 0x10003000) && has(&x, slot + 0x107fff, 0x20007fff) &&
-		   has(&x, slot + M2 - 1, 0x30000fff) && none(&x, slot + 4 * K4) &&
-		   none(&x, slot + 0xff000),
+	       has(&x, slot + M2 - 1, 0x30000fff) && none(&x, slot + 4 * K4) &&
+	       none(&x, slot + 0xff000),
 	   "mixed: each run translates, the holes do not");
 	ok_eq(xlate_set(&x, slot + 0x103000, K4, 0x40000000, 12), -EEXIST,
 	      "mixed: a page inside run 2 is -EEXIST");
-	ok_eq(xlate_set(&x, slot, M2, 0x50000000, 21), -EEXIST, "mixed: a 2 MiB set over the slot is -EEXIST");
+	ok_eq(xlate_set(&x, slot, M2, 0x50000000, 21), -EEXIST,
+	      "mixed: a 2 MiB set over the slot is -EEXIST");
 	ok_eq(xlate_clear(&x, slot, M2), 0, "mixed: clear the whole slot");
 	ok(none(&x, slot) && none(&x, slot + 0x100000) && rnone(&x, 0x20000000) &&
-		   rnone(&x, 0x30000000),
+	       rnone(&x, 0x30000000),
 	   "mixed: all three runs gone both ways");
 	ok_eq(xlate_set(&x, slot, M2, 0x50000000, 21), 0, "mixed: the slot is reusable at 2 MiB");
 	ok(has(&x, slot + 0x1abcde, 0x501abcde), "mixed: the reused slot translates");
@@ -148,14 +151,19 @@ static void test_errors(void)
 	ok_eq(xlate_set(&x, va + 4 * M2, K4, 0x80001000, 12), -EEXIST,
 	      "EEXIST: a free VA at an IOVA already in use");
 	ok(none(&x, va + 4 * M2), "EEXIST: the failed set recorded nothing");
-	ok_eq(xlate_set(&x, va + 4 * M2 + K4, M2, 0xa0000000, 21), -EINVAL, "EINVAL: 2M granule, VA 4K aligned");
-	ok_eq(xlate_set(&x, va + 4 * M2, M2, 0xa0001000, 21), -EINVAL, "EINVAL: 2M granule, IOVA 4K aligned");
-	ok_eq(xlate_set(&x, va + 4 * M2, M2 + K4, 0xa0000000, 21), -EINVAL, "EINVAL: 2M granule, length 4K multiple");
+	ok_eq(xlate_set(&x, va + 4 * M2 + K4, M2, 0xa0000000, 21), -EINVAL,
+	      "EINVAL: 2M granule, VA 4K aligned");
+	ok_eq(xlate_set(&x, va + 4 * M2, M2, 0xa0001000, 21), -EINVAL,
+	      "EINVAL: 2M granule, IOVA 4K aligned");
+	ok_eq(xlate_set(&x, va + 4 * M2, M2 + K4, 0xa0000000, 21), -EINVAL,
+	      "EINVAL: 2M granule, length 4K multiple");
 	ok_eq(xlate_set(&x, va + 4 * M2, K4, 0xa0000000, 13), -EINVAL, "EINVAL: page shift 13");
 	ok_eq(xlate_set(&x, va + 4 * M2, K4, 0xa0000000, 31), -EINVAL, "EINVAL: page shift 31");
 	ok_eq(xlate_set(&x, va + 4 * M2, 0, 0xa0000000, 12), -EINVAL, "EINVAL: zero length");
-	ok_eq(xlate_set(&x, va + 4 * M2 + 0x10, K4, 0xa0000000, 12), -EINVAL, "EINVAL: VA not page aligned");
-	ok_eq(xlate_set(&x, (1ull << 57) - K4, 2 * K4, 0xa0000000, 12), -EINVAL, "EINVAL: past 2^57");
+	ok_eq(xlate_set(&x, va + 4 * M2 + 0x10, K4, 0xa0000000, 12), -EINVAL,
+	      "EINVAL: VA not page aligned");
+	ok_eq(xlate_set(&x, (1ull << 57) - K4, 2 * K4, 0xa0000000, 12), -EINVAL,
+	      "EINVAL: past 2^57");
 	ok_eq(xlate_set(&x, va + 4 * M2, K4, 1ull << 57, 12), -EINVAL, "EINVAL: IOVA at 2^57");
 	ok_eq(xlate_clear(&x, va + 0x800, K4), -EINVAL, "EINVAL: clear not page aligned");
 	ok_eq(xlate_clear(&x, va, 0), -EINVAL, "EINVAL: clear of zero length");
@@ -176,7 +184,8 @@ static void test_boundaries(void)
 	ok_eq(xlate_set(&x, b47, M2, 0x200000, 21), 0, "first 2 MiB at 2^47 (high directory)");
 	ok(has(&x, b47, 0x200000) && has(&x, b47 + M2 - 1, 0x3fffff), "2^47: first and last byte");
 	ok_eq(xlate_set(&x, top - K4, K4, 0x400000, 12), 0, "last page below 2^57");
-	ok(has(&x, top - 1, 0x400fff) && has(&x, top - K4, 0x400000), "last byte of the 57-bit space");
+	ok(has(&x, top - 1, 0x400fff) && has(&x, top - K4, 0x400000),
+	   "last byte of the 57-bit space");
 	ok(none(&x, top) && none(&x, UINT64_MAX) && none(&x, top - K4 - 1),
 	   "2^57, 2^64-1 and the byte below the last page are unmapped");
 	ok_eq(xlate_set(&x, b47 - M2, 2 * M2, 0x600000, 21), -EEXIST,
@@ -189,7 +198,8 @@ static void test_boundaries(void)
 	ok_eq(xlate_set(&x, b47 - 2 * M2, 2 * M2, 0x800000, 12), 0, "4K run ending at 2^47");
 	ok(has(&x, b47 - 2 * M2, 0x800000) && has(&x, b47 - K4, 0x800000 + 2 * M2 - K4),
 	   "run ending at 2^47 translates");
-	ok_eq(xlate_set(&x, 3 * G1 - M2, 2 * M2, 5 * G1 - M2, 21), 0, "a run across a GiB boundary");
+	ok_eq(xlate_set(&x, 3 * G1 - M2, 2 * M2, 5 * G1 - M2, 21), 0,
+	      "a run across a GiB boundary");
 	ok(has(&x, 3 * G1 - 1, 5 * G1 - 1) && has(&x, 3 * G1, 5 * G1) && rhas(&x, 5 * G1, 3 * G1),
 	   "across a GiB boundary: both sides, both ways");
 	ok_eq(xlate_set(&x, 0x7f5000000000ull, K4, b47 + 0x5000, 12), 0, "IOVA above 2^47");
@@ -198,11 +208,17 @@ static void test_boundaries(void)
 	xlate_destroy(&x);
 }
 
-/* Readers on another node read another replica: emulate node 1 here. */
-static void use_node(unsigned node)
+/* Readers on another node read another replica: emulate being on @node for
+ * table @x (what xlate_fdir_slow() would cache there). */
+static void use_node(const struct xlate *x, unsigned node)
 {
+	xlate_tls.id = x->id;
+	xlate_tls.dir = x->fdir[x->node_rep[node]];
 	xlate_tls.node = node;
 	xlate_tls.left = UINT32_MAX;
+#ifdef XLATE_RSEQ
+	xlate_tls.cpu = xlate_cpu();
+#endif
 }
 
 static void test_replicas(void)
@@ -216,20 +232,38 @@ static void test_replicas(void)
 	xlate_set(&x, va + 9 * M2, 3 * K4, 0x50000000, 12);
 	bool same = true;
 	for (unsigned node = 0; node < 2; node++) {
-		use_node(node);
+		use_node(&x, node);
 		same &= has(&x, va + 5 * M2 + 9, 0x40000000 + 5 * M2 + 9) &&
 			has(&x, va + 9 * M2 + K4, 0x50001000) && none(&x, va + 8 * M2);
 	}
 	ok(same, "replicas: node 0 and node 1 readers see the same translations");
 	xlate_clear(&x, va + 9 * M2, K4);
-	use_node(1);
+	use_node(&x, 1);
 	ok(none(&x, va + 9 * M2) && has(&x, va + 9 * M2 + K4, 0x50001000),
 	   "replicas: a clear reaches the other replica");
-	use_node(0);
+	use_node(&x, 0);
 	/* fwd x2: leaf + sub each, rev: leaf + sub x1 leaf, + directory pages */
 	ok(xlate_meta_bytes(&x) - m0 <= 9 * 4096, "replicas: each replica holds its own tables");
+
+	/* the real slow path: no cached table -> getcpu() -> this node's replica */
+	struct xlate y;
+	xlate_init(&y, 2);
+	xlate_set(&y, va, M2, 0x60000000, 21);
+	xlate_tls = (struct xlate_tls){0};
+	ok(has(&x, va, 0x40000000) && xlate_tls.id == x.id &&
+	       xlate_tls.dir == x.fdir[x.node_rep[xlate_tls.node % XLATE_MAX_NODES]],
+	   "replicas: the first lookup caches this node's replica of that table");
+	ok(has(&y, va, 0x60000000) && xlate_tls.id == y.id && has(&x, va, 0x40000000) &&
+	       xlate_tls.id == x.id,
+	   "replicas: alternating tables re-cache, never mix them up");
+	unsigned id = x.id;
 	xlate_destroy(&x);
-	xlate_tls.left = 0;
+	xlate_init(&x, 2); /* may reuse the address, never the id */
+	ok(x.id != id && none(&x, va), "replicas: a new table at the same address is not confused "
+				       "with the destroyed one");
+	xlate_destroy(&x);
+	xlate_destroy(&y);
+	xlate_tls = (struct xlate_tls){0};
 }
 
 static void test_meta(void)
@@ -243,7 +277,8 @@ static void test_meta(void)
 		xlate_set(&x, 0x7e0000000000ull + i * G1, G1, 0x100000000ull + i * G1, 21);
 	size_t m = xlate_meta_bytes(&x);
 	double per = (double)(m - fixed) / (double)n2m;
-	diag("meta: 64 GiB in 2 MiB pages: %zu bytes, %.2f B per 2 MiB beyond the fixed part", m, per);
+	diag("meta: 64 GiB in 2 MiB pages: %zu bytes, %.2f B per 2 MiB beyond the fixed part", m,
+	     per);
 	ok(m <= 64 * 1024 + 16 * n2m, "meta: <= 64 KiB + 16 B per 2 MiB mapped");
 	for (uint64_t i = 0; i < 64; i++)
 		xlate_clear(&x, 0x7e0000000000ull + i * G1, G1);
@@ -256,7 +291,8 @@ static void test_meta(void)
 	xlate_set(&x, va + K4, M2 - K4, 0x1001000, 12); /* the same slot, continuing linearly */
 	size_t before = xlate_meta_bytes(&x);
 	xlate_trim(&x);
-	ok(xlate_meta_bytes(&x) < before && has(&x, va + 0x1fffff, 0x11fffff) && has(&x, va, 0x1000000),
+	ok(xlate_meta_bytes(&x) < before && has(&x, va + 0x1fffff, 0x11fffff) &&
+	       has(&x, va, 0x1000000),
 	   "trim: a sub-table spelling a linear run collapses and still translates");
 	xlate_destroy(&x);
 }
@@ -288,10 +324,12 @@ static void test_differential(void)
 		if (kind < 9) {
 			bool huge = kind < 3;
 			uint64_t g = huge ? M2 / K4 : 1;
-			uint64_t pages = huge ? g * (1 + rnd() % 3) : 1 + rnd() % (rnd() % 4 ? 8 : 700);
+			uint64_t pages =
+			    huge ? g * (1 + rnd() % 3) : 1 + rnd() % (rnd() % 4 ? 8 : 700);
 			uint64_t vp = (rnd() % (VPAGES - pages)) / g * g;
 			uint64_t ip = (rnd() % (IPAGES - pages)) / g * g;
-			if (!huge && rnd() % 2) /* 2M-congruent, so whole slots can be linear both ways */
+			if (!huge &&
+			    rnd() % 2) /* 2M-congruent, so whole slots can be linear both ways */
 				ip = (ip & ~511ull) | (vp & 511);
 			if (ip + pages > IPAGES)
 				continue;
@@ -299,7 +337,8 @@ static void test_differential(void)
 			for (uint64_t i = 0; i < pages && !want; i++)
 				if (fwd[vp + i] || rev[ip + i])
 					want = -EEXIST;
-			int got = xlate_set(&x, VBASE + vp * K4, pages * K4, ip * K4, huge ? 21 : 12);
+			int got =
+			    xlate_set(&x, VBASE + vp * K4, pages * K4, ip * K4, huge ? 21 : 12);
 			bad_ret += got != want;
 			if (!want) {
 				for (uint64_t i = 0; i < pages; i++) {
@@ -374,13 +413,13 @@ static void test_differential(void)
 #define CBASE 0x7f8000000000ull
 #define CSLOTS 4096ull
 #define CNOPS 300000u
-#define CIOVA(va) ((va) - CBASE + 0x300000000ull) /* the only right answer */
+#define CIOVA(va) ((va)-CBASE + 0x300000000ull) /* the only right answer */
 #define STABLE_PAGES 8ull
 
 struct race {
 	struct xlate x;
 	atomic_bool stop;
-	atomic_ulong hot;     /* the slot the writer works on */
+	atomic_ulong hot;    /* the slot the writer works on */
 	atomic_uint running; /* readers that have started */
 	atomic_ulong gen[CSLOTS];
 	atomic_ulong wrong, vanished, hits, misses, splits_seen;
@@ -390,7 +429,7 @@ static void *reader(void *arg)
 {
 	struct race *r = arg;
 	static atomic_uint next_node;
-	use_node(atomic_fetch_add(&next_node, 1) % 2); /* half on each replica */
+	use_node(&r->x, atomic_fetch_add(&next_node, 1) % 2); /* half on each replica */
 	uint64_t s = (uint64_t)(uintptr_t)&s | 1, hits = 0, misses = 0, wrong = 0, vanished = 0;
 	atomic_fetch_add(&r->running, 1);
 	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
@@ -401,7 +440,8 @@ static void *reader(void *arg)
 			uint64_t va = CBASE + (s % (CSLOTS * M2)), got = 0, rgot = 0, k;
 			if (i & 1) { /* every other probe on a stable page of the hot slot */
 				k = atomic_load_explicit(&r->hot, memory_order_relaxed) & ~1ull;
-				va = CBASE + k * M2 + M2 - STABLE_PAGES * K4 + (s % (STABLE_PAGES * K4));
+				va = CBASE + k * M2 + M2 - STABLE_PAGES * K4 +
+				     (s % (STABLE_PAGES * K4));
 			}
 			k = (va - CBASE) / M2;
 			bool stable_page = !(k % 2) && (va - CBASE) % M2 >= M2 - STABLE_PAGES * K4;
@@ -468,10 +508,12 @@ static void test_race(void)
 				sets += race_set(&r, slot, M2, 21) == 0;
 				break;
 			}
-			atomic_fetch_add_explicit(&r.gen[k], 1, memory_order_release); /* even: unstable */
+			atomic_fetch_add_explicit(&r.gen[k], 1,
+						  memory_order_release); /* even: unstable */
 			xlate_clear(&r.x, slot, M2);
 			race_set(&r, slot, M2, 21);
-			atomic_fetch_add_explicit(&r.gen[k], 1, memory_order_release); /* odd: stable */
+			atomic_fetch_add_explicit(&r.gen[k], 1,
+						  memory_order_release); /* odd: stable */
 			recycles++;
 			break;
 		case 1:

@@ -14,7 +14,34 @@
  *
  * Map and unmap follow iommufd's IOAS_MAP / IOAS_UNMAP errors (see
  * docs/KERNEL-ABI.md), and failures can be injected at any request, so the
- * engine's unwinding can be tested at every position of a batch.
+ * engine's unwinding can be tested at every position of a batch:
+ *
+ *   map     -EINVAL: prot neither R nor W (or unknown bits), zero length,
+ *                    IOVA or length not aligned to the alignment, VA not
+ *                    4 KiB aligned, range not inside one allowed range
+ *                    (reserved hole, beyond the aperture)
+ *           -EOVERFLOW: IOVA + length wraps
+ *           -EFAULT: the VA range cannot be user memory (beyond 2^57)
+ *           -EEXIST: overlaps a mapping (checked before the limit)
+ *           -ENOSPC: max_entries mappings exist
+ *   unmap   one request removes one or more whole, adjacent mappings that
+ *           tile [iova, iova + len) exactly; a range that cuts a mapping,
+ *           contains a gap or covers nothing is -ENOENT and changes nothing
+ *           (the kernel would unmap the whole mappings inside a gappy range
+ *           and report fewer bytes, which the iommufd backend turns into
+ *           -EIO); iova 0 with length UINT64_MAX unmaps everything;
+ *           zero length -EINVAL, wrap -EOVERFLOW
+ *   copy    like IOAS_COPY: any gap-free sub-range of mappings (-ENOENT
+ *           otherwise); a writable copy of a read-only mapping is -EPERM;
+ *           the destination gets one mapping per source mapping touched,
+ *           checked like map; all or nothing
+ *   attach  records the name; twice is -EBUSY; detach of an unknown name
+ *           is -ENOENT. The geometry does not change with attach.
+ *   fd / fd_off of a map request are ignored: the VA is authoritative.
+ *
+ * Memory: table pages are never freed while the sim is open (a walker may be
+ * inside them); an emptied table stays in its slot, and one replaced by a
+ * large leaf goes on a retired list freed by dme_sim_close().
  *
  * The handle: dme_sim_open() (and the engine, through the sim backend's ops
  * table) returns a `void *` that is a `struct dme_sim *`; every function here
@@ -49,9 +76,9 @@ struct dme_sim;
 
 /** struct dme_sim_params - geometry and limits of a sim; zero fields take defaults. */
 struct dme_sim_params {
-	unsigned addr_width;	/* 39 (default, 3 levels), 48 (4 levels) or 57 (5 levels) */
-	uint64_t max_entries;	/* live mappings allowed (type1's dma_entry_limit); 0 = unlimited */
-	uint64_t alignment;	/* IOVA/length granule, a power of two >= 4 KiB; default 4 KiB */
+	unsigned addr_width;  /* 39 (default, 3 levels), 48 (4 levels) or 57 (5 levels) */
+	uint64_t max_entries; /* live mappings allowed (type1's dma_entry_limit); 0 = unlimited */
+	uint64_t alignment;   /* IOVA/length granule, a power of two >= 4 KiB; default 4 KiB */
 	const struct dme_iova_range *ranges; /* allowed ranges (copied); NULL: VT-d like,
 					      * [0, 0xfedfffff] and [0xfef00000, 2^aw - 1] */
 	size_t nr_ranges;
@@ -123,7 +150,7 @@ struct dme_sim_stats {
 	uint64_t retired_tables; /* empty tables replaced by a large leaf, freed at close */
 	uint64_t faults;	 /* DMA faults, including those the log dropped */
 	uint64_t dma_reads, dma_writes, dma_bytes; /* device accesses that completed */
-	uint64_t injected;	 /* injected failures that fired */
+	uint64_t injected;			   /* injected failures that fired */
 	unsigned levels, addr_width;
 };
 
@@ -222,7 +249,8 @@ int dme_sim_walk(struct dme_sim *sim, uint64_t iova, struct dme_sim_walk *w);
  * The failing request has no effect, so a map batch that fails at request k
  * reports *done == k with requests before it mapped, exactly as for a real
  * error. One-shot: the injection disarms once it fires. Replaces any pending
- * request injection for @op.
+ * request injection for @op. A copy counts on the source sim (the one whose
+ * ops are called), attach and detach on the sim they are called on.
  *
  * Return: 0, or -EINVAL for a bad @op or an @err that is not a negative errno.
  */
