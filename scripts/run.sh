@@ -12,3 +12,5 @@ builddir=build
 [ -f "$builddir/build.ninja" ] || meson setup "$builddir" --werror
 ninja -C "$builddir" tools/dme
 ./"$builddir"/tools/dme info
+echo
+./"$builddir"/tools/dme demo

@@ -85,5 +85,36 @@ for k in keys:
     ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
 ok(any(k.startswith('iova.raw.') for k in b), 'bench reports the raw ns figures')
 
+r = run('bench', 'engine', '--json', '--min-time', '0.01')
+ok(r.returncode == 0, 'dme bench engine --json exits 0')
+try:
+    b = json.loads(r.stdout)
+except ValueError:
+    b = {}
+for k in ['lookup.ratio_vs_flat', 'lookup.speedup_vs_locked_skiplist', 'map.calls_per_gib_4k_buffers',
+          'map.register_1g_vs_populate', 'meta.bytes_per_mapped_gib', 'scale.register_1e6_vs_1e3',
+          'scale.lookup_1e6_vs_1e3', 'scale.entries_per_tib']:
+    v = b.get(k)
+    ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
+
+r = run('demo', '--json', env={'DME_BACKEND': 'sim'})
+ok(r.returncode == 0, 'dme demo --json exits 0 on the simulator')
+try:
+    d = json.loads(r.stdout)
+except ValueError:
+    d = {}
+ok(d.get('backend') == 'sim', 'demo ran on the simulator')
+ok(d.get('map_calls_for_512_buffers') == 1, 'demo: 512 shuffled contiguous buffers cost one map call')
+ok(d.get('device_buffers_checked') == 1024 and d.get('device_buffers_bad') == 0,
+   'demo: the device wrote and read 1024 buffers through the IOMMU')
+ok(d.get('readonly_write_blocked') is True, 'demo: the device could not write a read-only buffer')
+f = d.get('final', {})
+ok(f.get('live_mappings') == 0 and f.get('pinned_bytes') == 0 and f.get('invariants_hold') is True,
+   'demo: teardown leaves nothing mapped and the invariants hold')
+
+r = run('demo', env={'DME_BACKEND': 'iommufd'})
+ok(r.returncode == 1 if not os.path.exists('/dev/iommu') else True,
+   'demo with an unavailable backend fails cleanly')
+
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

@@ -21,6 +21,7 @@ struct cli_cmd {
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* JSON writer: tracks whether a comma is needed at each nesting level. */
 struct jw {
@@ -44,5 +45,9 @@ void jw_end(struct jw *w);
 int read_text(const char *path, char *buf, size_t len);
 /* Reads an unsigned integer from a file. */
 int read_u64(const char *path, uint64_t *out);
+
+struct dme_engine;
+/* The counters of @e as a JSON object under @key. */
+void demo_stats_json(struct jw *w, const char *key, struct dme_engine *e);
 
 #endif
