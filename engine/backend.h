@@ -74,6 +74,10 @@ struct be_ops {
 	 * backend kind) sharing the pinned pages; NULL when unsupported. */
 	int (*copy)(void *be, void *dst, uint64_t src_iova, uint64_t dst_iova, uint64_t len,
 		    unsigned prot);
+	/* A second IO address space on the same backend instance, so copy()
+	 * can share pinned pages between them (iommufd: another IOAS in the
+	 * same /dev/iommu). No devices attached. NULL when unsupported. */
+	int (*sibling)(void *be, const struct dme_config *cfg, void **out);
 	/* Attach / detach one device (PCI address or cdev path). */
 	int (*attach)(void *be, const char *dev);
 	int (*detach)(void *be, const char *dev);

@@ -1216,3 +1216,110 @@ DME_EXPORT int dme_engine_check(struct dme_engine *e)
 	int iret = dme_iova_check(e->iova);
 	return ret ? ret : iret;
 }
+
+/* ---------------------------------------------------------------------- */
+/* Sharing pinned pages with a second address space                        */
+
+DME_EXPORT int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine **out)
+{
+	if (!src->ops->sibling || !src->ops->copy) {
+		dme_err("%s: no second address space can share this one's pages", src->ops->name);
+		return -EOPNOTSUPP;
+	}
+	int ret;
+	struct dme_engine *e = engine_new(&src->cfg, &ret);
+	if (!e)
+		return ret;
+	e->cfg.nr_devices = 0;
+	e->cfg.allow_iovas_set = false;
+	e->ops = src->ops;
+	pthread_mutex_lock(&src->lock);
+	ret = src->ops->sibling(src->be, &e->cfg, &e->be);
+	pthread_mutex_unlock(&src->lock);
+	if (ret)
+		goto err_free;
+	ret = engine_start(e);
+	if (ret)
+		goto err_close;
+	*out = e;
+	return 0;
+err_close:
+	e->ops->close(e->be);
+err_free:
+	engine_free(e);
+	return ret;
+}
+
+DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *va, size_t len,
+			 unsigned flags, uint64_t *iova)
+{
+	uint64_t a = (uintptr_t)va;
+	if (src == dst || src->ops != dst->ops || !src->ops->copy) {
+		dme_err("share: both engines must be siblings on a backend that can copy");
+		return -EINVAL;
+	}
+	struct dme_region_req q = {va, len, flags, 0};
+	if (check_req(&q, 0))
+		return -EINVAL;
+	/* lock order: source, then destination */
+	pthread_mutex_lock(&src->lock);
+	pthread_mutex_lock(&dst->lock);
+	unsigned prot = prot_of(flags);
+	struct region *r = region_at(src, a);
+	int ret = -ENOENT;
+	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped) {
+		dme_err("share: [%p, +0x%zx) is not mapped in the source with these permissions",
+			va, len);
+		goto out;
+	}
+	ret = -EBUSY;
+	if (region_at(dst, a) || region_at(dst, a + len - 1)) {
+		dme_err("share: [%p, +0x%zx) is already registered in the destination", va, len);
+		goto out;
+	}
+	ret = budget_enforce(dst, 1);
+	if (ret)
+		goto out;
+	uint64_t cong = r->page_size, dst_iova;
+	if (cong < (2u << 20) && len >= (2u << 20))
+		cong = 2u << 20;
+	ret = dme_iova_alloc_congruent(dst->iova, len, cong, a, &dst_iova);
+	if (ret) {
+		dme_err("share: no IOVA range of 0x%zx bytes left in the destination", len);
+		goto out;
+	}
+	ret = src->ops->copy(src->be, dst->be, r->iova + (a - r->va), dst_iova, len, prot);
+	if (ret)
+		goto err_free_iova;
+	dst->st.map_calls++;
+	dst->st.bytes_mapped += len;
+	struct region *n = calloc(1, sizeof(*n));
+	if (!n) {
+		ret = -ENOMEM;
+		goto err_unmap;
+	}
+	*n = (struct region){.va = a, .len = len, .iova = dst_iova, .page_size = r->page_size,
+			     .prot = prot, .refs = 1, .state = R_ACTIVE, .mapped = true, .fd = -1};
+	ret = region_publish(dst, n);
+	if (ret) {
+		free(n);
+		goto err_unmap;
+	}
+	dst->st.live_mappings++;
+	dst->st.pinned_bytes += len;
+	*iova = dst_iova;
+	goto out;
+err_unmap:
+	{
+		struct be_unmap u = {dst_iova, len};
+		size_t d;
+		if (be_unmap_chunked(dst, &u, 1, &d))
+			dst->orphans++, dst->st.live_mappings++;
+	}
+err_free_iova:
+	dme_iova_free(dst->iova, dst_iova, len);
+out:
+	pthread_mutex_unlock(&dst->lock);
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}

@@ -119,6 +119,33 @@ err:
 	return ret;
 }
 
+static int ifd_sibling(void *be, const struct dme_config *cfg, void **out)
+{
+	struct ifd *b = be, *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->map_file = b->map_file;
+	/* the same iommufd context: IOAS_COPY works between the two */
+	n->fd = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
+	if (n->fd < 0) {
+		int ret = -errno;
+		free(n);
+		return ret;
+	}
+	struct iommu_ioas_alloc a = {.size = sizeof(a)};
+	int ret = be_ioctl(n->fd, IOMMU_IOAS_ALLOC, &a);
+	if (ret) {
+		dme_err("iommufd: IOAS_ALLOC for a second address space: %s", strerror(-ret));
+		close(n->fd);
+		free(n);
+		return ret;
+	}
+	n->ioas = a.out_ioas_id;
+	(void)cfg;
+	*out = n;
+	return 0;
+}
+
 static int ifd_geometry(void *be, struct be_geometry *g)
 {
 	struct ifd *b = be;
@@ -217,10 +244,6 @@ static int ifd_copy(void *be, void *dst, uint64_t src_iova, uint64_t dst_iova, u
 		    unsigned prot)
 {
 	struct ifd *b = be, *d = dst;
-	if (d->fd != b->fd) {
-		dme_err("iommufd: IOAS_COPY needs both IOAS in the same iommufd");
-		return -EXDEV;
-	}
 	struct iommu_ioas_copy c = {
 		.size = sizeof(c),
 		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
@@ -324,6 +347,7 @@ const struct be_ops be_iommufd_ops = {
 	.map = ifd_map,
 	.unmap = ifd_unmap,
 	.copy = ifd_copy,
+	.sibling = ifd_sibling,
 	.attach = ifd_attach,
 	.detach = ifd_detach,
 	.close = ifd_close,

@@ -909,6 +909,19 @@ static int sim_detach(void *be, const char *dev)
 	return -ENOENT;
 }
 
+static int sim_sibling(void *be, const struct dme_config *cfg, void **out)
+{
+	struct dme_sim *s = be;
+	(void)cfg;
+	struct dme_sim_params p = {.addr_width = s->aw, .max_entries = s->max_entries,
+				   .alignment = s->alignment, .ranges = s->ranges,
+				   .nr_ranges = s->nr_ranges, .fault_log = s->flog_cap,
+				   .no_large_pages = s->no_large, .needs_attach = s->needs_attach,
+				   .attach_reserved = s->attach_rsv,
+				   .has_attach_reserved = s->has_rsv};
+	return dme_sim_open(&p, out);
+}
+
 static void sim_close(void *be)
 {
 	dme_sim_close(be);
@@ -963,6 +976,7 @@ err_close:
 const struct be_ops be_sim_ops = {
     .name = "sim",
     .open = sim_open,
+    .sibling = sim_sibling,
     .geometry = sim_geometry,
     .map = sim_map,
     .unmap = sim_unmap,

@@ -384,6 +384,38 @@ static void test_replay_and_geometry(void)
 	munmap(big, 512 * PG);
 }
 
+static void test_share(void)
+{
+	struct dme_engine *a = open_sim(0, 0), *b = NULL;
+	ok_eq(dme_engine_open_sibling(a, &b), 0, "share: a sibling address space");
+	uint8_t *buf = mem(16 * PG);
+	memset(buf, 0x77, 16 * PG);
+	uint64_t ia, ib, x;
+	dme_register(a, mem(PG), PG, DME_MAP_RW, &x);	/* so the two IOVAs differ */
+	ok_eq(dme_register(a, buf, 16 * PG, DME_MAP_RW, &ia), 0, "share: register in the first");
+	ok_eq(dme_share(a, b, buf + 4 * PG, 8 * PG, DME_MAP_READ, &ib), 0, "share: copy 8 pages read-only into the second");
+	uint8_t r[16];
+	ok(dme_sim_dma_read(dme_engine_sim(b), ib, r, 16) == 0 && r[0] == 0x77,
+	   "share: the second address space's device reads the same memory");
+	ok_eq(dme_sim_dma_write(dme_engine_sim(b), ib, r, 16), -EFAULT, "share: read-only there");
+	ok(dme_vtoiova(b, buf + 5 * PG, &x) == 0 && x == ib + PG, "share: translated in the second");
+	ok_eq(dme_share(a, b, buf + 4 * PG, PG, DME_MAP_READ, &x), -EBUSY, "share: twice is -EBUSY");
+	ok_eq(dme_share(a, b, buf + 20 * PG, PG, DME_MAP_READ, &x), -ENOENT, "share: unregistered memory is -ENOENT");
+	dme_sim_inject(dme_engine_sim(a), DME_SIM_OP_COPY, 1, -ENOMEM);
+	uint8_t *other = mem(4 * PG);
+	dme_register(a, other, 4 * PG, DME_MAP_RW, &x);
+	ok_eq(dme_share(a, b, other, 4 * PG, DME_MAP_RW, &x), -ENOMEM, "share: a failing copy is reported");
+	ok(balanced(a) && balanced(b), "share: both engines balance");
+	ok_eq(dme_unregister(b, buf + 4 * PG, 8 * PG), 0, "share: unregister in the second");
+	ok_eq(dme_engine_flush(b), 0, "share: flush the second");
+	ok(dme_sim_dma_read(dme_engine_sim(a), ia, r, 16) == 0, "share: the first still maps it");
+	ok(balanced(a) && balanced(b), "share: both engines still balance");
+	dme_engine_close(b);
+	dme_engine_close(a);
+	munmap(buf, 16 * PG);
+	munmap(other, 4 * PG);
+}
+
 static void test_dma_memory(void)
 {
 	struct hp_res hr;
@@ -504,6 +536,7 @@ int main(void)
 	test_budgets();
 	test_attach();
 	test_replay_and_geometry();
+	test_share();
 	test_dma_memory();
 	test_noiommu();
 	return tap_done();

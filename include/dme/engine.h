@@ -107,6 +107,38 @@ int dme_engine_open_sim(const struct dme_config *cfg, const struct dme_sim_param
 			struct dme_engine **out);
 
 /**
+ * dme_engine_open_sibling() - a second IO address space beside @src.
+ * @src: an open engine
+ * @out: on success, the new engine (no devices; attach them with
+ *       dme_engine_attach())
+ *
+ * On iommufd the sibling is another IOAS in the same /dev/iommu, so
+ * dme_share() can give it @src's pinned pages without pinning them again.
+ *
+ * Return: 0, -EOPNOTSUPP (vfio and noiommu cannot share), or an error.
+ */
+int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine **out);
+
+/**
+ * dme_share() - map memory registered in @src into sibling @dst (IOAS_COPY).
+ * @src:   the engine where [@va, @va + @len) is registered (active or idle)
+ * @dst:   a sibling from dme_engine_open_sibling()
+ * @va:    page aligned
+ * @len:   page multiple
+ * @flags: DME_MAP_READ or DME_MAP_RW (at most what @src has)
+ * @iova:  on success, the IOVA in @dst
+ *
+ * The pages are not pinned or charged again. The range behaves like a
+ * registration in @dst (dme_unregister(@dst, ...) drops it); @src must keep
+ * it registered while @dst uses it.
+ *
+ * Return: 0, -ENOENT (not mapped in @src), -EBUSY (already in @dst), -ENOSPC,
+ * -EINVAL, or the backend's error.
+ */
+int dme_share(struct dme_engine *src, struct dme_engine *dst, void *va, size_t len,
+	      unsigned flags, uint64_t *iova);
+
+/**
  * dme_engine_close() - unmap everything and free the engine.
  * @e: the engine, or NULL
  */
