@@ -871,6 +871,20 @@ static int query_geometry(struct dme_engine *e, struct be_geometry *g)
 	}
 	if (!g->alignment)
 		g->alignment = 1;
+	/* IOVA 0 is never handed out: a device given a NULL address faults
+	 * instead of reaching somebody's buffer */
+	if (g->ranges[0].start == 0) {
+		if (g->ranges[0].last < g->alignment || g->ranges[0].last < 4096) {
+			memmove(&g->ranges[0], &g->ranges[1], (g->nr_ranges - 1) * sizeof(g->ranges[0]));
+			g->nr_ranges--;
+		} else {
+			g->ranges[0].start = g->alignment > 4096 ? g->alignment : 4096;
+		}
+		if (!g->nr_ranges) {
+			dme_err("%s: no IOVA range left beside page 0", e->ops->name);
+			return -EIO;
+		}
+	}
 	return 0;
 }
 
