@@ -833,7 +833,7 @@ struct devrace {
 	const unsigned char *mem;
 	atomic_bool stop;
 	atomic_uint running;
-	unsigned long ok_reads, faults, wrong;
+	atomic_ulong ok_reads, faults, wrong;
 };
 
 /* Reads random IOVAs while the main thread maps and unmaps them: every read
@@ -850,12 +850,15 @@ static void *device(void *arg)
 		x ^= x << 17;
 		uint64_t off = x % (DEV_LEN - sizeof(buf));
 		int r = dme_sim_dma_read(d->s, DEV_IOVA + off, buf, sizeof(buf));
-		if (r == 0)
-			d->wrong += memcmp(buf, d->mem + off, sizeof(buf)) != 0, d->ok_reads++;
-		else if (r == -EFAULT)
-			d->faults++;
-		else
-			d->wrong++;
+		if (r == 0) {
+			if (memcmp(buf, d->mem + off, sizeof(buf)))
+				atomic_fetch_add_explicit(&d->wrong, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&d->ok_reads, 1, memory_order_relaxed);
+		} else if (r == -EFAULT) {
+			atomic_fetch_add_explicit(&d->faults, 1, memory_order_relaxed);
+		} else {
+			atomic_fetch_add_explicit(&d->wrong, 1, memory_order_relaxed);
+		}
 	}
 	return NULL;
 }
@@ -875,7 +878,11 @@ static void test_device_race(void)
 		sched_yield();
 	dme_log_set_hook(NULL, NULL, DME_LOG_NONE); /* faults are expected */
 	unsigned bad = 0;
-	for (unsigned i = 0; i < 20000; i++) {
+	/* at least 20000 rounds, and on until the device has both read good
+	 * bytes and faulted (it may get little CPU on a loaded machine);
+	 * bounded so a broken device thread still ends the test */
+	for (unsigned i = 0; i < 20000 || ((!atomic_load(&d.ok_reads) || !atomic_load(&d.faults)) &&
+					   i < 20000000); i++) {
 		uint64_t slot = (rnd() % 3) * M2; /* slot 3 comes and goes below */
 		if (rnd() % 2) { /* a whole 2 MiB leaf (retiring an emptied 4K table) */
 			bad += map1(d.s, (uintptr_t)mem + slot, DEV_IOVA + slot, M2, RW) != 0;
@@ -896,10 +903,12 @@ static void test_device_race(void)
 	logcap_install();
 	struct dme_sim_stats st;
 	dme_sim_stats(d.s, &st);
-	diag("device race: %lu good reads, %lu faults, %llu tables retired", d.ok_reads, d.faults,
-	     (unsigned long long)st.retired_tables);
-	ok(d.wrong == 0, "device race: every DMA racing map/unmap read the right bytes or faulted");
-	ok(bad == 0 && d.ok_reads > 0 && d.faults > 0 && st.retired_tables > 0,
+	diag("device race: %lu good reads, %lu faults, %llu tables retired",
+	     atomic_load(&d.ok_reads), atomic_load(&d.faults), (unsigned long long)st.retired_tables);
+	ok(atomic_load(&d.wrong) == 0,
+	   "device race: every DMA racing map/unmap read the right bytes or faulted");
+	ok(bad == 0 && atomic_load(&d.ok_reads) > 0 && atomic_load(&d.faults) > 0 &&
+		   st.retired_tables > 0,
 	   "device race: maps, unmaps, good reads, faults and table retirements all happened");
 	ok_eq(dme_sim_check(d.s), 0, "device race: table consistent");
 	dme_sim_close(d.s);
