@@ -496,8 +496,11 @@ static void test_race(void)
 		sched_yield();
 	unsigned long sets = 0, clears = 0, recycles = 0;
 	dme_log_set_hook(NULL, NULL, DME_LOG_NONE); /* EEXIST is expected */
-	for (unsigned op = 0; op < CNOPS; op++) {
-		uint64_t k = ((uint64_t)op * CSLOTS / CNOPS + rnd() % 16) % CSLOTS;
+	/* CNOPS operations, and on until the readers have seen both mapped
+	 * and unmapped pages (they may get little CPU on a loaded machine) */
+	for (unsigned op = 0; op < CNOPS || ((!atomic_load(&r.hits) || !atomic_load(&r.misses)) &&
+					     op < 1000u * CNOPS); op++) {
+		uint64_t k = ((uint64_t)(op % CNOPS) * CSLOTS / CNOPS + rnd() % 16) % CSLOTS;
 		uint64_t slot = CBASE + k * M2;
 		uint64_t end = k % 2 ? 512 : 512 - STABLE_PAGES; /* never touch stable pages */
 		uint64_t p = rnd() % end, n = 1 + rnd() % (end - p);
