@@ -423,6 +423,7 @@ struct race {
 	atomic_uint running; /* readers that have started */
 	atomic_ulong gen[CSLOTS];
 	atomic_ulong wrong, vanished, hits, misses, splits_seen;
+	atomic_bool seen_both; /* a reader has seen a hit and a miss */
 };
 
 static void *reader(void *arg)
@@ -467,6 +468,8 @@ static void *reader(void *arg)
 			else
 				vanished += must;
 		}
+		if (hits && misses && !atomic_load_explicit(&r->seen_both, memory_order_relaxed))
+			atomic_store_explicit(&r->seen_both, true, memory_order_relaxed);
 	}
 	atomic_fetch_add(&r->hits, hits);
 	atomic_fetch_add(&r->misses, misses);
@@ -498,8 +501,8 @@ static void test_race(void)
 	dme_log_set_hook(NULL, NULL, DME_LOG_NONE); /* EEXIST is expected */
 	/* CNOPS operations, and on until the readers have seen both mapped
 	 * and unmapped pages (they may get little CPU on a loaded machine) */
-	for (unsigned op = 0; op < CNOPS || ((!atomic_load(&r.hits) || !atomic_load(&r.misses)) &&
-					     op < 1000u * CNOPS); op++) {
+	for (unsigned op = 0; op < CNOPS || (!atomic_load(&r.seen_both) && op < 1000u * CNOPS);
+	     op++) {
 		uint64_t k = ((uint64_t)(op % CNOPS) * CSLOTS / CNOPS + rnd() % 16) % CSLOTS;
 		uint64_t slot = CBASE + k * M2;
 		uint64_t end = k % 2 ? 512 : 512 - STABLE_PAGES; /* never touch stable pages */
