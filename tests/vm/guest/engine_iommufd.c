@@ -617,6 +617,76 @@ static void scenario_memlock(struct dme_engine *e, struct dg_ifd *k)
 	tap_check(dg_balanced(e), "memlock: the parent's engine balances");
 }
 
+/* ---- attach and detach behind live registrations ------------------------ */
+
+/*
+ * An engine opened with no device: its IOAS reports [0, 2^64-1] and takes
+ * maps without pinning. dme_engine_attach() then narrows the allocator to
+ * the device's geometry; detach widens it again while the mappings stay.
+ */
+static void scenario_attach(void)
+{
+	struct dme_iova_range r[4];
+	struct dme_config c;
+	struct dme_engine *e = NULL;
+	struct dg_ifd k;
+	uint8_t *buf = vm_small_alloc(16 * SZ_4K);
+	uint64_t align, iova[4] = { 0 };
+	size_t n;
+
+	dme_config_init(&c);
+	c.backend = DME_BACKEND_IOMMUFD;
+	if (!tap_ret(dme_engine_open(&c, &e), 0, "attach: open an iommufd engine with no device") ||
+	    !buf || !tap_ret(dg_ifd_init(e, &k), 0, "attach: probe IOAS"))
+		return;
+	vm_iommufd = k.fd;
+	n = dme_engine_geometry(e, r, 4, &align);
+	tap_check(n == 1 && r[0].start == 0 && r[0].last == UINT64_MAX && align == SZ_4K,
+		  "attach: no device: [0, 2^64-1], alignment 4 KiB (got %zu, 0x%" PRIx64 "-0x%" PRIx64
+		  ", 0x%" PRIx64 ")",
+		  n, r[0].start, r[0].last, align);
+	tap_ret(dme_register(e, buf, 4 * SZ_4K, DME_MAP_RW, &iova[0]), 0,
+		"attach: register 16 KiB before any device");
+	tap_check(iova_ok(iova[0], 4 * SZ_4K), "attach: ... at IOVA 0x%" PRIx64, iova[0]);
+	tap_ret(dme_engine_attach(e, dev.bdf), 0, "attach: dme_engine_attach(%s)", dev.bdf);
+	n = dme_engine_geometry(e, r, 4, &align);
+	tap_check(n == 2 && r[0].last == MSI_START - 1 && r[1].start == MSI_LAST + 1 &&
+			  r[1].last == APERTURE_LAST && align == SZ_4K,
+		  "attach: the geometry is now the device's two ranges");
+	kernel_holds(&k, buf, iova[0], 4 * SZ_4K, true, true, "attach: the earlier registration");
+	tap_check(dg_balanced(e), "attach: stats balance");
+
+	/* fill up to the MSI window: the allocator must know the hole now */
+	tap_ret(dme_register(e, buf + 8 * SZ_4K, 4 * SZ_4K, DME_MAP_RW, &iova[1]), 0,
+		"attach: register another 16 KiB");
+	tap_check(iova_ok(iova[1], 4 * SZ_4K), "attach: ... inside the device's geometry (0x%" PRIx64 ")",
+		  iova[1]);
+
+	tap_ret(dme_engine_detach(e, dev.bdf), 0, "detach: with two live registrations");
+	n = dme_engine_geometry(e, r, 4, &align);
+	tap_check(n == 1 && r[0].start == 0 && r[0].last == UINT64_MAX,
+		  "detach: the geometry is [0, 2^64-1] again");
+	tap_ret(dg_ifd_mapped(&k, iova[0], 4 * SZ_4K, true), 0,
+		"detach: the IOAS still holds the registrations");
+	tap_ret(dme_register(e, buf + 4 * SZ_4K, SZ_4K, DME_MAP_RW, &iova[2]), 0,
+		"detach: register while detached");
+	tap_check(iova_ok(iova[2], SZ_4K), "detach: ... still inside the geometry first seen (0x%" PRIx64 ")",
+		  iova[2]);
+	tap_ret(dme_engine_attach(e, dev.bdf), 0, "attach: the device again");
+	tap_check(dg_ifd_mapped(&k, iova[0], 4 * SZ_4K, true) == 0 &&
+			  dg_ifd_mapped(&k, iova[1], 4 * SZ_4K, true) == 0 &&
+			  dg_ifd_mapped(&k, iova[2], SZ_4K, true) == 0,
+		  "attach: all three registrations are mapped");
+	tap_check(dme_unregister(e, buf, 4 * SZ_4K) == 0 && dme_unregister(e, buf + 8 * SZ_4K, 4 * SZ_4K) == 0 &&
+			  dme_unregister(e, buf + 4 * SZ_4K, SZ_4K) == 0 && dme_engine_flush(e) == 0,
+		  "attach: unregister and flush");
+	tap_eq_u64(dg_ifd_unmap_all(&k), 0, "attach: the kernel holds nothing afterwards");
+	tap_check(dg_balanced(e), "attach: stats balance at the end");
+	dg_ifd_fini(&k);
+	dme_engine_close(e);
+	munmap(buf, 16 * SZ_4K);
+}
+
 /* ---- open errors -------------------------------------------------------------- */
 
 static void scenario_open_errors(void)
@@ -663,6 +733,7 @@ int main(void)
 
 	scenario_fill();
 	scenario_window();
+	scenario_attach();
 	scenario_open_errors();
 	return tap_done();
 }
