@@ -227,7 +227,11 @@ static int vfio_attach(void *be, const char *dev)
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			ret = -errno;
-			dme_err("vfio: open %s: %s (bind %s to vfio-pci)", path, strerror(errno), dev);
+			if (ret == -EBUSY)
+				dme_err("vfio: %s: its group %s is in use: a VFIO group opens once, and another engine or process (or an iommufd cdev user) holds it",
+					dev, path);
+			else
+				dme_err("vfio: open %s: %s (bind %s to vfio-pci)", path, strerror(errno), dev);
 			return ret;
 		}
 		struct vfio_group_status st = {.argsz = sizeof(st)};

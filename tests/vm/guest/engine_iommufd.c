@@ -687,12 +687,83 @@ static void scenario_attach(void)
 	munmap(buf, 16 * SZ_4K);
 }
 
+/* ---- memory the kernel refuses to pin -------------------------------------- */
+
+static void scenario_bad_memory(struct dme_engine *e, struct dg_ifd *k)
+{
+	uint8_t *ro = mmap(NULL, 4 * SZ_4K, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint8_t *gone = mmap(NULL, 4 * SZ_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t iova = 0, x;
+	int ret;
+
+	if (ro == MAP_FAILED || gone == MAP_FAILED)
+		tap_fatal("bad memory: mmap");
+	munmap(gone, 4 * SZ_4K);
+	dg_log_reset();
+	ret = dme_register(e, ro, 4 * SZ_4K, DME_MAP_RW, &iova);
+	tap_check(ret < 0, "bad memory: registering read-only memory for device writes fails (%d %s)",
+		  ret, strerror(-ret));
+	tap_diag("bad memory: dme said: %s", dg_log_last());
+	tap_check(dme_vtoiova(e, ro, &x) == -ENOENT && dg_ifd_unmap_all(k) == 0 && dg_balanced(e),
+		  "bad memory: ... and leaves nothing behind");
+	tap_ret(dme_register(e, ro, 4 * SZ_4K, DME_MAP_READ, &iova), 0,
+		"bad memory: the same memory registers read-only");
+	tap_ret(dg_ifd_mapped(k, iova, 4 * SZ_4K, false), 0, "bad memory: ... and the kernel maps it");
+	tap_ret(dme_unregister(e, ro, 4 * SZ_4K), 0, "bad memory: unregister it");
+	ret = dme_register(e, gone, 4 * SZ_4K, DME_MAP_RW, &iova);
+	tap_check(ret < 0, "bad memory: registering unmapped memory fails (%d %s)", ret, strerror(-ret));
+	tap_ret(dme_engine_flush(e), 0, "bad memory: flush");
+	tap_check(dg_ifd_unmap_all(k) == 0 && dg_balanced(e), "bad memory: nothing left behind");
+	munmap(ro, 4 * SZ_4K);
+}
+
 /* ---- open errors -------------------------------------------------------------- */
 
 static void scenario_open_errors(void)
 {
 	struct dme_config c;
-	struct dme_engine *e = NULL;
+	struct dme_engine *e = NULL, *e2 = NULL;
+	uint8_t *buf = vm_small_alloc(SZ_4K);
+	uint64_t iova;
+	int ret;
+
+	/* DME_BACKEND=auto with a device takes iommufd; a second engine on the
+	 * same device while the first holds it fails without disturbing it */
+	dme_config_init(&c);
+	c.nr_devices = 1;
+	snprintf(c.devices[0], sizeof(c.devices[0]), "%s", dev.bdf);
+	if (tap_ret(dme_engine_open(&c, &e), 0, "open: DME_BACKEND=auto with %s", dev.bdf)) {
+		tap_check(strcmp(dme_engine_backend_name(e), "iommufd") == 0, "open: ... picks iommufd");
+		dg_log_reset();
+		c.backend = DME_BACKEND_IOMMUFD;
+		ret = dme_engine_open(&c, &e2);
+		tap_ret(ret, -EBUSY, "open: a second iommufd engine on the same device is -EBUSY");
+		tap_diag("open: dme said: %s", dg_log_last());
+		tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+		if (ret == 0)
+			dme_engine_close(e2);
+		c.backend = DME_BACKEND_VFIO;
+		dg_log_reset();
+		ret = dme_engine_open(&c, &e2);
+		tap_ret(ret, -EBUSY, "open: a vfio engine on the device the iommufd one holds is -EBUSY");
+		tap_diag("open: dme said: %s", dg_log_last());
+		tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+		if (ret == 0)
+			dme_engine_close(e2);
+		tap_check(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova) == 0 &&
+				  dme_unregister(e, buf, SZ_4K) == 0 && dme_engine_flush(e) == 0 && dg_balanced(e),
+			  "open: the first engine still works");
+		dme_engine_close(e);
+	}
+	c.nr_devices = 0;
+	c.backend = DME_BACKEND_AUTO;
+	e = NULL;
+	dg_log_reset();
+	if (tap_ret(dme_engine_open(&c, &e), 0, "open: DME_BACKEND=auto without a device"))
+		tap_check(strcmp(dme_engine_backend_name(e), "sim") == 0 && dg_log_count(DME_LOG_INFO) > 0,
+			  "open: ... is the simulator, and says so");
+	dme_engine_close(e);
+	munmap(buf, SZ_4K);
 
 	dme_config_init(&c);
 	c.backend = DME_BACKEND_IOMMUFD;
@@ -728,6 +799,7 @@ int main(void)
 	scenario_batch(e, &k);
 	scenario_inject(e, &k);
 	scenario_memlock(e, &k);
+	scenario_bad_memory(e, &k);
 	dg_ifd_fini(&k);
 	dme_engine_close(e);
 

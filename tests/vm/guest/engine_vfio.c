@@ -471,6 +471,25 @@ int main(void)
 		tap_fatal("engine on the type1 container");
 	tap_check(strcmp(dme_engine_backend_name(e), "vfio") == 0, "open: the backend is vfio");
 	check_geometry(e);
+	{
+		/* while this engine holds the group, no other engine gets the device */
+		struct dme_config c;
+		struct dme_engine *e2 = NULL;
+		dme_config_init(&c);
+		c.nr_devices = 1;
+		snprintf(c.devices[0], sizeof(c.devices[0]), "%s", dev.bdf);
+		for (int b = 0; b < 2; b++) {
+			c.backend = b ? DME_BACKEND_VFIO : DME_BACKEND_IOMMUFD;
+			dg_log_reset();
+			err = dme_engine_open(&c, &e2);
+			tap_ret(err, -EBUSY, "open: a second engine (%s) on the device this one holds is -EBUSY",
+				dme_backend_name(c.backend));
+			tap_diag("open: dme said: %s", dg_log_last());
+			tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+			if (!err)
+				dme_engine_close(e2);
+		}
+	}
 	scenario_anon(e);
 	scenario_huge(e);
 	scenario_batch(e);
