@@ -299,6 +299,39 @@ static void scenario_inject(struct dme_engine *e)
 	munmap(buf, 2 * R * SZ_4K);
 }
 
+/* Detach and attach again: the container drops its IOMMU with the last
+ * group, so the engine records registrations until the group is back. */
+static void scenario_reattach(struct dme_engine *e)
+{
+	uint8_t *buf = vm_small_alloc(4 * SZ_4K);
+	struct dme_engine_stats st0, st;
+	uint64_t iova = 0, kernel = 0, x;
+
+	if (!buf)
+		tap_fatal("reattach: mmap");
+	tap_ret(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova), 0, "reattach: register a page");
+	dg_log_reset();
+	tap_ret(dme_engine_detach(e, dev.bdf), -EBUSY,
+		"reattach: detaching the last device under a live mapping is -EBUSY");
+	tap_check(counts_agree(e, &kernel) && kernel == 1, "reattach: ... and the mapping stays");
+	tap_check(dme_unregister(e, buf, SZ_4K) == 0 && dme_engine_flush(e) == 0,
+		  "reattach: unregister and flush");
+	tap_ret(dme_engine_detach(e, dev.bdf), 0, "reattach: detach");
+	dme_engine_stats(e, &st0);
+	tap_ret(dme_register(e, buf + 2 * SZ_4K, SZ_4K, DME_MAP_RW, &iova), 0,
+		"reattach: register while detached (recorded)");
+	tap_check(dme_vtoiova(e, buf + 2 * SZ_4K, &x) == 0 && x == iova, "reattach: ... it translates");
+	tap_ret(dme_engine_attach(e, dev.bdf), 0, "reattach: attach again");
+	dme_engine_stats(e, &st);
+	tap_check(st.replays - st0.replays == 1 && counts_agree(e, &kernel) && kernel == 1,
+		  "reattach: the recorded mapping is replayed into the container");
+	kernel_holds(e, buf + 2 * SZ_4K, iova, SZ_4K, true, "reattach");
+	tap_check(dme_unregister(e, buf + 2 * SZ_4K, SZ_4K) == 0 && dme_engine_flush(e) == 0 &&
+			  counts_agree(e, &kernel) && kernel == 0 && dg_balanced(e),
+		  "reattach: unregister and flush: the container is empty, stats balance");
+	munmap(buf, 4 * SZ_4K);
+}
+
 /* An entry budget below the kernel's: DME_CACHE_ENTRIES is what limits. */
 static void scenario_budget(void)
 {
@@ -494,6 +527,7 @@ int main(void)
 	scenario_huge(e);
 	scenario_batch(e);
 	scenario_inject(e);
+	scenario_reattach(e);
 	dme_engine_close(e);
 	scenario_budget();
 	tap_skip("vm-vfio-limit boots with dma_entry_limit=64 for it",
