@@ -317,6 +317,9 @@ static void scenario_reattach(struct dme_engine *e)
 	tap_check(dme_unregister(e, buf, SZ_4K) == 0 && dme_engine_flush(e) == 0,
 		  "reattach: unregister and flush");
 	tap_ret(dme_engine_detach(e, dev.bdf), 0, "reattach: detach");
+	struct vfio_ctx v = ctx_of(e);
+	tap_check(vfio_dma_avail(&v) == -1,
+		  "reattach: with no group the container answers no IOMMU_GET_INFO (no DMA_AVAIL)");
 	dme_engine_stats(e, &st0);
 	tap_ret(dme_register(e, buf + 2 * SZ_4K, SZ_4K, DME_MAP_RW, &iova), 0,
 		"reattach: register while detached (recorded)");
