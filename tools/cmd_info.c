@@ -86,13 +86,13 @@ static size_t collect_node_pools(struct hp_pool *out, size_t max, int *nr_nodes)
 
 /* A PCI function bound to vfio-pci. */
 struct vdev {
-	char addr[16];	 /* 0000:41:00.0 */
-	char cls[16];	 /* 0x010802 */
-	char vendor[8];	 /* 0x1b36 */
-	char device[8];	 /* 0x0010 */
-	int numa_node;	 /* dme_pci_numa_node(); -1 when the platform does not say */
-	int group;	 /* IOMMU group, -1 when none */
-	char cdev[64];	 /* /dev/vfio/devices/vfioN, "" when none */
+	char addr[16];	/* 0000:41:00.0 */
+	char cls[16];	/* 0x010802 */
+	char vendor[8]; /* 0x1b36 */
+	char device[8]; /* 0x0010 */
+	int numa_node;	/* dme_pci_numa_node(); -1 when the platform does not say */
+	int group;	/* IOMMU group, -1 when none */
+	char cdev[64];	/* /dev/vfio/devices/vfioN, "" when none */
 };
 
 static void sysfs_attr(const char *addr, const char *attr, char *out, size_t len)
@@ -126,7 +126,8 @@ static void fill_vdev(struct vdev *v)
 		struct dirent *e;
 		while ((e = readdir(d)))
 			if (!strncmp(e->d_name, "vfio", 4)) {
-				snprintf(v->cdev, sizeof(v->cdev), "/dev/vfio/devices/%.40s", e->d_name);
+				snprintf(v->cdev, sizeof(v->cdev), "/dev/vfio/devices/%.40s",
+					 e->d_name);
 				break;
 			}
 		closedir(d);
@@ -258,7 +259,8 @@ int cmd_info(int argc, char **argv)
 	if (!nd)
 		printf("vfio-pci        no device bound\n");
 	else
-		printf("vfio-pci        address       node  group  cdev                     class     id\n");
+		printf("vfio-pci        address       node  group  cdev"
+		       "                     class     id\n");
 	for (size_t i = 0; i < nd; i++)
 		printf("                %-12s  %4d  %5d  %-23s  %-8s  %s:%s\n", devs[i].addr,
 		       devs[i].numa_node, devs[i].group, devs[i].cdev[0] ? devs[i].cdev : "-",

@@ -89,7 +89,7 @@ static int ifd_ioctl(int fd, unsigned long cmd, void *arg)
 
 int dg_ifd_init(struct dme_engine *e, struct dg_ifd *k)
 {
-	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	struct iommu_ioas_alloc a = {.size = sizeof(a)};
 	int ret;
 
 	memset(k, 0, sizeof(*k));
@@ -102,7 +102,7 @@ int dg_ifd_init(struct dme_engine *e, struct dg_ifd *k)
 
 void dg_ifd_fini(struct dg_ifd *k)
 {
-	struct iommu_destroy d = { .size = sizeof(d), .id = k->probe };
+	struct iommu_destroy d = {.size = sizeof(d), .id = k->probe};
 
 	if (k->probe)
 		ifd_ioctl(k->fd, IOMMU_DESTROY, &d);
@@ -111,7 +111,8 @@ void dg_ifd_fini(struct dg_ifd *k)
 
 static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *got)
 {
-	struct iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = ioas, .iova = iova, .length = len };
+	struct iommu_ioas_unmap u = {
+	    .size = sizeof(u), .ioas_id = ioas, .iova = iova, .length = len};
 	int ret = ifd_ioctl(fd, IOMMU_IOAS_UNMAP, &u);
 
 	*got = ret ? 0 : u.length;
@@ -121,14 +122,14 @@ static int unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len, uint64_t *g
 int dg_ifd_mapped(struct dg_ifd *k, uint64_t iova, uint64_t len, bool write)
 {
 	struct iommu_ioas_copy c = {
-		.size = sizeof(c),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 (write ? IOMMU_IOAS_MAP_WRITEABLE : 0),
-		.dst_ioas_id = k->probe,
-		.src_ioas_id = k->ioas,
-		.length = len,
-		.dst_iova = iova,
-		.src_iova = iova,
+	    .size = sizeof(c),
+	    .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+		     (write ? IOMMU_IOAS_MAP_WRITEABLE : 0),
+	    .dst_ioas_id = k->probe,
+	    .src_ioas_id = k->ioas,
+	    .length = len,
+	    .dst_iova = iova,
+	    .src_iova = iova,
 	};
 	uint64_t got;
 	int ret = ifd_ioctl(k->fd, IOMMU_IOAS_COPY, &c);
@@ -161,13 +162,13 @@ int dg_ifd_exact(struct dg_ifd *k, const void *va, uint64_t iova, uint64_t len, 
 	if (ret)
 		return ret;
 	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 (write ? IOMMU_IOAS_MAP_WRITEABLE : 0),
-		.ioas_id = k->ioas,
-		.user_va = (uintptr_t)va,
-		.length = len,
-		.iova = iova,
+	    .size = sizeof(m),
+	    .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+		     (write ? IOMMU_IOAS_MAP_WRITEABLE : 0),
+	    .ioas_id = k->ioas,
+	    .user_va = (uintptr_t)va,
+	    .length = len,
+	    .iova = iova,
 	};
 	return ifd_ioctl(k->fd, IOMMU_IOAS_MAP, &m);
 }

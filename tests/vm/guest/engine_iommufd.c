@@ -68,8 +68,8 @@ static bool iova_ok(uint64_t iova, uint64_t len)
 /* The kernel holds [iova, +len) mapped from va with the right permission
  * and, when @alone (no other registration next to it), nothing in the
  * pages just around it. */
-static bool kernel_holds(struct dg_ifd *k, const void *va, uint64_t iova, uint64_t len,
-			 bool write, bool alone, const char *what)
+static bool kernel_holds(struct dg_ifd *k, const void *va, uint64_t iova, uint64_t len, bool write,
+			 bool alone, const char *what)
 {
 	int mapped = dg_ifd_mapped(k, iova, len, write);
 	int before = alone && iova >= SZ_4K ? dg_ifd_free(k, iova - SZ_4K, SZ_4K) : 0;
@@ -81,7 +81,8 @@ static bool kernel_holds(struct dg_ifd *k, const void *va, uint64_t iova, uint64
 	tap_check(good, "%s: the kernel maps exactly IOVA [0x%" PRIx64 ", +0x%" PRIx64 ")%s", what,
 		  iova, len, write ? " writable" : "");
 	if (!good)
-		tap_diag("  copy probe %d, page before %d, page after %d, exact unmap %d removed 0x%" PRIx64,
+		tap_diag("  copy probe %d, page before %d, page after %d, exact unmap %d removed "
+			 "0x%" PRIx64,
 			 mapped, before, after, exact, got);
 	return good;
 }
@@ -97,8 +98,8 @@ static void check_geometry(struct dme_engine *e, struct dg_ifd *k)
 
 	tap_eq_u64(n, 2, "geometry: dme_engine_geometry reports 2 ranges");
 	tap_check(n >= 1 && r[0].start == 0 && r[0].last == MSI_START - 1,
-		  "geometry: range 0 is 0x0-0xfedfffff (got 0x%" PRIx64 "-0x%" PRIx64 ")", r[0].start,
-		  r[0].last);
+		  "geometry: range 0 is 0x0-0xfedfffff (got 0x%" PRIx64 "-0x%" PRIx64 ")",
+		  r[0].start, r[0].last);
 	tap_check(n >= 2 && r[1].start == MSI_LAST + 1 && r[1].last == APERTURE_LAST,
 		  "geometry: range 1 is 0xfef00000-0x7fffffffff (got 0x%" PRIx64 "-0x%" PRIx64 ")",
 		  r[1].start, r[1].last);
@@ -123,8 +124,8 @@ static void scenario_anon(struct dme_engine *e, struct dg_ifd *k)
 		tap_fatal("anon: mmap 64 + 4 pages");
 	if (!tap_ret(dme_register(e, buf, len, DME_MAP_RW, &iova), 0, "anon: register 256 KiB RW"))
 		return;
-	tap_check(iova_ok(iova, len), "anon: IOVA 0x%" PRIx64 " inside the geometry, off the MSI window",
-		  iova);
+	tap_check(iova_ok(iova, len),
+		  "anon: IOVA 0x%" PRIx64 " inside the geometry, off the MSI window", iova);
 	tap_check(dme_vtoiova(e, buf + 5 * SZ_4K + 7, &x) == 0 && x == iova + 5 * SZ_4K + 7,
 		  "anon: dme_vtoiova inside the buffer");
 	dme_engine_stats(e, &st);
@@ -150,8 +151,9 @@ static void scenario_anon(struct dme_engine *e, struct dg_ifd *k)
 	tap_ret(dme_unregister(e, ro, 4 * SZ_4K), 0, "anon: unregister the read-only buffer");
 	tap_ret(dme_engine_flush(e), 0, "anon: dme_engine_flush");
 	tap_check(dme_vtoiova(e, buf, &x) == -ENOENT, "anon: no translation after the flush");
-	tap_check(dg_ifd_free(k, iova, SZ_4K) == 0 && dg_ifd_free(k, iova + len - SZ_4K, SZ_4K) == 0 &&
-			  dg_ifd_free(k, ro_iova, SZ_4K) == 0,
+	tap_check(dg_ifd_free(k, iova, SZ_4K) == 0 &&
+		      dg_ifd_free(k, iova + len - SZ_4K, SZ_4K) == 0 &&
+		      dg_ifd_free(k, ro_iova, SZ_4K) == 0,
 		  "anon: the kernel no longer maps either buffer");
 	tap_eq_u64(dg_ifd_unmap_all(k), 0, "anon: IOAS_UNMAP of everything finds nothing left");
 	tap_check(dg_balanced(e), "anon: stats balance, dme_engine_check() == 0");
@@ -171,7 +173,8 @@ static void scenario_huge(struct dme_engine *e, struct dg_ifd *k)
 	dme_mem_params_init(&p, 4 * SZ_2M);
 	p.hugepage = DME_HUGEPAGE_2M;
 	p.flags = DME_MEM_F_STRICT;
-	if (!tap_ret(dme_mem_alloc(&p, &m), 0, "huge: dme_mem_alloc 8 MiB of 2 MiB hugepages (strict)"))
+	if (!tap_ret(dme_mem_alloc(&p, &m), 0,
+		     "huge: dme_mem_alloc 8 MiB of 2 MiB hugepages (strict)"))
 		return;
 	tap_check(m->page_size == SZ_2M && m->source == DME_MEM_SRC_HUGETLB_MEMFD,
 		  "huge: backed by 2 MiB pages from a hugetlb memfd (got %zu, %s)", m->page_size,
@@ -185,7 +188,8 @@ static void scenario_huge(struct dme_engine *e, struct dg_ifd *k)
 	if (!tap_ret(dme_register(e, m->va, m->len, DME_MAP_RW, &iova), 0, "huge: register it"))
 		goto out;
 	tap_check(iova_ok(iova, m->len), "huge: IOVA 0x%" PRIx64 " inside the geometry", iova);
-	tap_diag("huge: VA %p IOVA 0x%" PRIx64 ": VA mod 2 MiB 0x%" PRIx64 ", IOVA mod 2 MiB 0x%" PRIx64,
+	tap_diag("huge: VA %p IOVA 0x%" PRIx64 ": VA mod 2 MiB 0x%" PRIx64
+		 ", IOVA mod 2 MiB 0x%" PRIx64,
 		 m->va, iova, (uint64_t)((uintptr_t)m->va % SZ_2M), (uint64_t)(iova % SZ_2M));
 	tap_todo(iova % SZ_2M == (uintptr_t)m->va % SZ_2M,
 		 "the engine aligns IOVAs to 4 KiB only (struct run page_size is always 4096)",
@@ -231,7 +235,8 @@ static void scenario_fill(void)
 		return;
 	}
 	e = open_engine(NULL, &err);
-	if (!tap_ret(err, 0, "fill: a fresh engine") || !tap_ret(dg_ifd_init(e, &k), 0, "fill: probe IOAS"))
+	if (!tap_ret(err, 0, "fill: a fresh engine") ||
+	    !tap_ret(dg_ifd_init(e, &k), 0, "fill: probe IOAS"))
 		goto out_fd;
 	vm_iommufd = k.fd;
 
@@ -240,7 +245,7 @@ static void scenario_fill(void)
 	static const struct {
 		int count;
 		uint64_t len;
-	} plan[] = { { 130, SZ_32M }, { 8, 4 * SZ_1M }, { 2, SZ_2M }, { 4, SZ_4K } };
+	} plan[] = {{130, SZ_32M}, {8, 4 * SZ_1M}, {2, SZ_2M}, {4, SZ_4K}};
 	for (size_t s = 0; s < sizeof(plan) / sizeof(plan[0]); s++) {
 		for (int i = 0; i < plan[s].count && nr < FILL_MAX; i++) {
 			void *va = mmap(NULL, SZ_32M, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -254,8 +259,8 @@ static void scenario_fill(void)
 			int ret = dme_register(e, va, plan[s].len, DME_MAP_RW, &f[nr].iova);
 			if (ret) {
 				all_ok = false;
-				tap_diag("fill: registration %d of 0x%" PRIx64 ": %s", nr, plan[s].len,
-					 strerror(-ret));
+				tap_diag("fill: registration %d of 0x%" PRIx64 ": %s", nr,
+					 plan[s].len, strerror(-ret));
 				munmap(va, SZ_32M);
 				break;
 			}
@@ -268,8 +273,10 @@ static void scenario_fill(void)
 			nr++;
 		}
 	}
-	tap_check(all_ok && nr == 144, "fill: 144 registrations (130 x 32 MiB, 8 x 4 MiB, 2 x 2 MiB, 4 x 4 KiB) succeed (%d)",
-		  nr);
+	tap_check(
+	    all_ok && nr == 144,
+	    "fill: 144 registrations (130 x 32 MiB, 8 x 4 MiB, 2 x 2 MiB, 4 x 4 KiB) succeed (%d)",
+	    nr);
 	tap_eq_u64((uint64_t)bad, 0,
 		   "fill: no IOVA lies in 0xfee00000-0xfeefffff or beyond 0x7fffffffff");
 	uint64_t top_below = 0;
@@ -279,7 +286,8 @@ static void scenario_fill(void)
 	tap_diag("fill: %d mappings below the MSI window (up to 0x%" PRIx64 "), %d above it", below,
 		 top_below, above);
 	tap_check(below >= 127 && above >= 3,
-		  "fill: the first range is filled (%d below the window) and the rest spills above it (%d)",
+		  "fill: the first range is filled (%d below the window) and the rest spills above "
+		  "it (%d)",
 		  below, above);
 	tap_check(top_below > MSI_START - 16 * SZ_1M,
 		  "fill: the first range is used up to within 16 MiB of the window (0x%" PRIx64 ")",
@@ -289,7 +297,8 @@ static void scenario_fill(void)
 	for (int i = 0; i < nr; i++)
 		if (dg_ifd_mapped(&k, f[i].iova, f[i].len, true) != 0) {
 			kernel_ok = false;
-			tap_diag("fill: IOVA 0x%" PRIx64 " +0x%" PRIx64 " is not mapped in the kernel",
+			tap_diag("fill: IOVA 0x%" PRIx64 " +0x%" PRIx64
+				 " is not mapped in the kernel",
 				 f[i].iova, f[i].len);
 		}
 	tap_check(kernel_ok, "fill: the kernel maps all %d regions", nr);
@@ -301,8 +310,8 @@ static void scenario_fill(void)
 	for (int i = 0; i < nr; i++)
 		total += f[i].len;
 	tap_check(st.live_mappings == (uint64_t)nr && st.pinned_bytes == total,
-		  "fill: %" PRIu64 " live mappings, 0x%" PRIx64 " bytes pinned, as registered", st.live_mappings,
-		  st.pinned_bytes);
+		  "fill: %" PRIu64 " live mappings, 0x%" PRIx64 " bytes pinned, as registered",
+		  st.live_mappings, st.pinned_bytes);
 	tap_check(dg_balanced(e), "fill: stats balance");
 
 	bool unreg = true;
@@ -327,7 +336,7 @@ static void scenario_window(void)
 	struct dme_config c;
 	struct dme_engine *e;
 	struct dme_iova_range r[4];
-	uint64_t align, iova[9] = { 0 };
+	uint64_t align, iova[9] = {0};
 	int err, ok8 = 0, inside = 0;
 
 	dme_config_init(&c);
@@ -369,10 +378,12 @@ static void scenario_window(void)
 	for (int i = 0; i < 8; i++) {
 		if (dme_register(e, va[i], SZ_32M, DME_MAP_RW, &iova[i]) == 0) {
 			ok8++;
-			inside += iova[i] >= c.allow_iova_start && iova[i] + SZ_32M - 1 <= APERTURE_LAST;
+			inside +=
+			    iova[i] >= c.allow_iova_start && iova[i] + SZ_32M - 1 <= APERTURE_LAST;
 		}
 	}
-	tap_check(ok8 == 8 && inside == 8, "window: 8 x 32 MiB fill it, all inside (%d, %d)", ok8, inside);
+	tap_check(ok8 == 8 && inside == 8, "window: 8 x 32 MiB fill it, all inside (%d, %d)", ok8,
+		  inside);
 	struct dme_engine_stats st;
 	dme_engine_stats(e, &st);
 	uint64_t calls = st.map_calls;
@@ -408,13 +419,15 @@ static void scenario_batch(struct dme_engine *e, struct dg_ifd *k)
 		tap_fatal("batch: mmap 1 MiB");
 	for (int i = 0; i < N; i++) {
 		int j = (i * 97) % N; /* shuffled order */
-		q[i] = (struct dme_region_req){ buf + (size_t)j * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+		q[i] = (struct dme_region_req){buf + (size_t)j * SZ_4K, SZ_4K, DME_MAP_RW, 0};
 	}
 	dme_engine_stats(e, &st0);
-	if (!tap_ret(dme_register_batch(e, q, N), 0, "batch: 256 VA-contiguous 4 KiB buffers, shuffled"))
+	if (!tap_ret(dme_register_batch(e, q, N), 0,
+		     "batch: 256 VA-contiguous 4 KiB buffers, shuffled"))
 		return;
 	dme_engine_stats(e, &st);
-	tap_eq_u64(st.map_calls - st0.map_calls, 1, "batch: exactly one IOAS_MAP (map_calls delta)");
+	tap_eq_u64(st.map_calls - st0.map_calls, 1,
+		   "batch: exactly one IOAS_MAP (map_calls delta)");
 	base = q[0].iova; /* q[0] is buf + 0 */
 	for (int i = 0; i < N; i++) {
 		int j = (i * 97) % N;
@@ -422,9 +435,11 @@ static void scenario_batch(struct dme_engine *e, struct dg_ifd *k)
 		contiguous &= dme_vtoiova(e, buf + (size_t)j * SZ_4K, &x) == 0 && x == q[i].iova;
 	}
 	tap_check(contiguous, "batch: IOVAs contiguous like the VAs and translated");
-	tap_check(iova_ok(base, N * SZ_4K), "batch: the run 0x%" PRIx64 " lies inside the geometry", base);
+	tap_check(iova_ok(base, N * SZ_4K), "batch: the run 0x%" PRIx64 " lies inside the geometry",
+		  base);
 	tap_ret(ioas_unmap(k->ioas, base, SZ_4K, NULL) ? -errno : 0, -ENOENT,
-		"batch: IOAS_UNMAP of its first 4 KiB fails ENOENT: the kernel holds one mapping, not 256");
+		"batch: IOAS_UNMAP of its first 4 KiB fails ENOENT: the kernel holds one mapping, "
+		"not 256");
 	kernel_holds(k, buf, base, N * SZ_4K, true, true, "batch");
 	bool unreg = true;
 	for (int i = 0; i < N; i++)
@@ -440,7 +455,7 @@ static void scenario_batch(struct dme_engine *e, struct dg_ifd *k)
 
 static void scenario_inject(struct dme_engine *e, struct dg_ifd *k)
 {
-	static const int errs[] = { ENOMEM, EFAULT, ENOSPC, EEXIST, ENOENT, EINTR };
+	static const int errs[] = {ENOMEM, EFAULT, ENOSPC, EEXIST, ENOENT, EINTR};
 	enum { R = 8 };
 	uint8_t *buf = vm_small_alloc(2 * R * SZ_4K);
 	struct dme_region_req q[R];
@@ -455,7 +470,8 @@ static void scenario_inject(struct dme_engine *e, struct dg_ifd *k)
 			bool clean;
 
 			for (int i = 0; i < R; i++) /* every other page: 8 runs, 8 IOAS_MAP */
-				q[i] = (struct dme_region_req){ buf + 2 * i * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+				q[i] = (struct dme_region_req){buf + 2 * i * SZ_4K, SZ_4K,
+							       DME_MAP_RW, 0};
 			dg_log_reset();
 			dg_log_quiet(true);
 			dme_fault_ioctl(IOMMU_IOAS_MAP, (uint64_t)pos, -err);
@@ -476,20 +492,23 @@ static void scenario_inject(struct dme_engine *e, struct dg_ifd *k)
 				clean &= dg_ifd_mapped(k, q[i].iova, SZ_4K, true) == 0;
 				clean &= dme_unregister(e, q[i].va, SZ_4K) == 0;
 			}
-			clean &= dme_engine_flush(e) == 0 && dg_ifd_unmap_all(k) == 0 && dg_balanced(e);
+			clean &=
+			    dme_engine_flush(e) == 0 && dg_ifd_unmap_all(k) == 0 && dg_balanced(e);
 			if (!clean) {
 				bad++;
 				tap_diag("inject %s at IOAS_MAP %d: first ret %d, live %" PRIu64
-					 " pinned 0x%" PRIx64 ", kernel held 0x%" PRIx64 ", retry %d; last message: %s",
-					 strerror(err), pos, first, st.live_mappings, st.pinned_bytes,
-					 held, ret, dg_log_last());
+					 " pinned 0x%" PRIx64 ", kernel held 0x%" PRIx64
+					 ", retry %d; last message: %s",
+					 strerror(err), pos, first, st.live_mappings,
+					 st.pinned_bytes, held, ret, dg_log_last());
 			}
 		}
-		tap_eq_u64((uint64_t)bad, 0,
-			   "inject: IOAS_MAP failing with %s at each of the 8 positions of a batch: "
-			   "the engine returns it, logs it, the kernel holds nothing, stats balance, "
-			   "and the batch then maps",
-			   strerror(err));
+		tap_eq_u64(
+		    (uint64_t)bad, 0,
+		    "inject: IOAS_MAP failing with %s at each of the 8 positions of a batch: "
+		    "the engine returns it, logs it, the kernel holds nothing, stats balance, "
+		    "and the batch then maps",
+		    strerror(err));
 	}
 
 	/* A failing IOAS_UNMAP keeps the mapping pending, its IOVA quarantined. */
@@ -498,10 +517,12 @@ static void scenario_inject(struct dme_engine *e, struct dg_ifd *k)
 	tap_ret(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova), 0, "inject: register one page");
 	tap_ret(dme_unregister(e, buf, SZ_4K), 0, "inject: unregister it (idle)");
 	dme_fault_ioctl(IOMMU_IOAS_UNMAP, 1, -EINTR);
-	tap_ret(dme_engine_flush(e), -EINTR, "inject: a flush whose IOAS_UNMAP fails EINTR reports it");
+	tap_ret(dme_engine_flush(e), -EINTR,
+		"inject: a flush whose IOAS_UNMAP fails EINTR reports it");
 	dme_fault_ioctl(0, 0, 0);
 	dme_engine_stats(e, &st);
-	tap_check(st.pending_unmaps == 1 && st.live_mappings == 1, "inject: the mapping stays pending");
+	tap_check(st.pending_unmaps == 1 && st.live_mappings == 1,
+		  "inject: the mapping stays pending");
 	tap_check(dme_vtoiova(e, buf, &x) == -ENOENT, "inject: ... and no longer translates");
 	tap_ret(dg_ifd_mapped(k, iova, SZ_4K, true), 0, "inject: the kernel still maps it");
 	tap_ret(dme_register(e, buf + 2 * SZ_4K, SZ_4K, DME_MAP_RW, &other), 0,
@@ -510,8 +531,10 @@ static void scenario_inject(struct dme_engine *e, struct dg_ifd *k)
 	tap_check(dg_balanced(e), "inject: stats balance with a pending unmap");
 	tap_ret(dme_engine_flush(e), 0, "inject: the next flush succeeds");
 	dme_engine_stats(e, &st);
-	tap_check(st.pending_unmaps == 0 && st.live_mappings == 1, "inject: nothing pending, one live");
-	tap_ret(dg_ifd_free(k, iova, SZ_4K), 0, "inject: the kernel no longer maps the pending one");
+	tap_check(st.pending_unmaps == 0 && st.live_mappings == 1,
+		  "inject: nothing pending, one live");
+	tap_ret(dg_ifd_free(k, iova, SZ_4K), 0,
+		"inject: the kernel no longer maps the pending one");
 	tap_ret(dme_unregister(e, buf + 2 * SZ_4K, SZ_4K), 0, "inject: unregister the other");
 	tap_ret(dme_engine_flush(e), 0, "inject: flush");
 	tap_eq_u64(dg_ifd_unmap_all(k), 0, "inject: the kernel holds nothing afterwards");
@@ -532,7 +555,7 @@ struct memlock_result {
 
 static int drop_cap_ipc_lock(void)
 {
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct d[2];
 
 	if (syscall(SYS_capget, &h, d) != 0)
@@ -550,8 +573,8 @@ static int drop_cap_ipc_lock(void)
 /* The child uses the engine it inherited: same /dev/iommu, same IOAS. */
 static void memlock_child(struct dme_engine *e, struct dg_ifd *k, int out)
 {
-	struct memlock_result r = { 0 };
-	struct rlimit lim = { .rlim_cur = SZ_1M, .rlim_max = SZ_1M };
+	struct memlock_result r = {0};
+	struct rlimit lim = {.rlim_cur = SZ_1M, .rlim_max = SZ_1M};
 	struct dme_engine_stats st;
 	uint8_t *buf = vm_small_alloc(4 * SZ_1M);
 	uint64_t iova, x;
@@ -603,17 +626,19 @@ static void scenario_memlock(struct dme_engine *e, struct dg_ifd *k)
 	if (!tap_check(got, "memlock: a child without CAP_IPC_LOCK reported its results"))
 		return;
 	tap_check(r.cap_dropped, "memlock: the child dropped CAP_IPC_LOCK (capset)");
-	tap_ret(r.big_ret, -ENOMEM,
-		"memlock: registering 4 MiB with RLIMIT_MEMLOCK 1 MiB fails -ENOMEM (from the kernel)");
+	tap_ret(
+	    r.big_ret, -ENOMEM,
+	    "memlock: registering 4 MiB with RLIMIT_MEMLOCK 1 MiB fails -ENOMEM (from the kernel)");
 	tap_diag("memlock: dme said: %s", r.msg);
 	tap_check(r.live_after_fail == 0 && !r.translated_after_fail && r.held_after_fail == 0 &&
-			  r.balanced_after_fail,
+		      r.balanced_after_fail,
 		  "memlock: ... and leaves nothing behind (engine: 0 live, no translation; kernel: "
 		  "nothing mapped; stats balance)");
 	tap_ret(r.small_ret, 0, "memlock: 256 KiB under the limit registers");
 	tap_check(r.unreg_ret == 0 && r.flush_ret == 0 && r.held_end == 0 && r.balanced_end,
 		  "memlock: ... unregisters and flushes to nothing");
-	tap_eq_u64(dg_ifd_unmap_all(k), 0, "memlock: the parent's view of the kernel: nothing held");
+	tap_eq_u64(dg_ifd_unmap_all(k), 0,
+		   "memlock: the parent's view of the kernel: nothing held");
 	tap_check(dg_balanced(e), "memlock: the parent's engine balances");
 }
 
@@ -631,7 +656,7 @@ static void scenario_attach(void)
 	struct dme_engine *e = NULL;
 	struct dg_ifd k;
 	uint8_t *buf = vm_small_alloc(16 * SZ_4K);
-	uint64_t align, iova[4] = { 0 };
+	uint64_t align, iova[4] = {0};
 	size_t n;
 
 	dme_config_init(&c);
@@ -642,8 +667,8 @@ static void scenario_attach(void)
 	vm_iommufd = k.fd;
 	n = dme_engine_geometry(e, r, 4, &align);
 	tap_check(n == 1 && r[0].start == 0 && r[0].last == UINT64_MAX && align == SZ_4K,
-		  "attach: no device: [0, 2^64-1], alignment 4 KiB (got %zu, 0x%" PRIx64 "-0x%" PRIx64
-		  ", 0x%" PRIx64 ")",
+		  "attach: no device: [0, 2^64-1], alignment 4 KiB (got %zu, 0x%" PRIx64
+		  "-0x%" PRIx64 ", 0x%" PRIx64 ")",
 		  n, r[0].start, r[0].last, align);
 	tap_ret(dme_register(e, buf, 4 * SZ_4K, DME_MAP_RW, &iova[0]), 0,
 		"attach: register 16 KiB before any device");
@@ -651,7 +676,7 @@ static void scenario_attach(void)
 	tap_ret(dme_engine_attach(e, dev.bdf), 0, "attach: dme_engine_attach(%s)", dev.bdf);
 	n = dme_engine_geometry(e, r, 4, &align);
 	tap_check(n == 2 && r[0].last == MSI_START - 1 && r[1].start == MSI_LAST + 1 &&
-			  r[1].last == APERTURE_LAST && align == SZ_4K,
+		      r[1].last == APERTURE_LAST && align == SZ_4K,
 		  "attach: the geometry is now the device's two ranges");
 	kernel_holds(&k, buf, iova[0], 4 * SZ_4K, true, true, "attach: the earlier registration");
 	tap_check(dg_balanced(e), "attach: stats balance");
@@ -659,8 +684,8 @@ static void scenario_attach(void)
 	/* fill up to the MSI window: the allocator must know the hole now */
 	tap_ret(dme_register(e, buf + 8 * SZ_4K, 4 * SZ_4K, DME_MAP_RW, &iova[1]), 0,
 		"attach: register another 16 KiB");
-	tap_check(iova_ok(iova[1], 4 * SZ_4K), "attach: ... inside the device's geometry (0x%" PRIx64 ")",
-		  iova[1]);
+	tap_check(iova_ok(iova[1], 4 * SZ_4K),
+		  "attach: ... inside the device's geometry (0x%" PRIx64 ")", iova[1]);
 
 	tap_ret(dme_engine_detach(e, dev.bdf), 0, "detach: with two live registrations");
 	n = dme_engine_geometry(e, r, 4, &align);
@@ -670,15 +695,16 @@ static void scenario_attach(void)
 		"detach: the IOAS still holds the registrations");
 	tap_ret(dme_register(e, buf + 4 * SZ_4K, SZ_4K, DME_MAP_RW, &iova[2]), 0,
 		"detach: register while detached");
-	tap_check(iova_ok(iova[2], SZ_4K), "detach: ... still inside the geometry first seen (0x%" PRIx64 ")",
-		  iova[2]);
+	tap_check(iova_ok(iova[2], SZ_4K),
+		  "detach: ... still inside the geometry first seen (0x%" PRIx64 ")", iova[2]);
 	tap_ret(dme_engine_attach(e, dev.bdf), 0, "attach: the device again");
 	tap_check(dg_ifd_mapped(&k, iova[0], 4 * SZ_4K, true) == 0 &&
-			  dg_ifd_mapped(&k, iova[1], 4 * SZ_4K, true) == 0 &&
-			  dg_ifd_mapped(&k, iova[2], SZ_4K, true) == 0,
+		      dg_ifd_mapped(&k, iova[1], 4 * SZ_4K, true) == 0 &&
+		      dg_ifd_mapped(&k, iova[2], SZ_4K, true) == 0,
 		  "attach: all three registrations are mapped");
-	tap_check(dme_unregister(e, buf, 4 * SZ_4K) == 0 && dme_unregister(e, buf + 8 * SZ_4K, 4 * SZ_4K) == 0 &&
-			  dme_unregister(e, buf + 4 * SZ_4K, SZ_4K) == 0 && dme_engine_flush(e) == 0,
+	tap_check(dme_unregister(e, buf, 4 * SZ_4K) == 0 &&
+		      dme_unregister(e, buf + 8 * SZ_4K, 4 * SZ_4K) == 0 &&
+		      dme_unregister(e, buf + 4 * SZ_4K, SZ_4K) == 0 && dme_engine_flush(e) == 0,
 		  "attach: unregister and flush");
 	tap_eq_u64(dg_ifd_unmap_all(&k), 0, "attach: the kernel holds nothing afterwards");
 	tap_check(dg_balanced(e), "attach: stats balance at the end");
@@ -691,8 +717,10 @@ static void scenario_attach(void)
 
 static void scenario_bad_memory(struct dme_engine *e, struct dg_ifd *k)
 {
-	uint8_t *ro = mmap(NULL, 4 * SZ_4K, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	uint8_t *gone = mmap(NULL, 4 * SZ_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *ro =
+	    mmap(NULL, 4 * SZ_4K, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	uint8_t *gone =
+	    mmap(NULL, 4 * SZ_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t iova = 0, x;
 	int ret;
 
@@ -701,17 +729,20 @@ static void scenario_bad_memory(struct dme_engine *e, struct dg_ifd *k)
 	munmap(gone, 4 * SZ_4K);
 	dg_log_reset();
 	ret = dme_register(e, ro, 4 * SZ_4K, DME_MAP_RW, &iova);
-	tap_check(ret < 0, "bad memory: registering read-only memory for device writes fails (%d %s)",
-		  ret, strerror(-ret));
+	tap_check(ret < 0,
+		  "bad memory: registering read-only memory for device writes fails (%d %s)", ret,
+		  strerror(-ret));
 	tap_diag("bad memory: dme said: %s", dg_log_last());
 	tap_check(dme_vtoiova(e, ro, &x) == -ENOENT && dg_ifd_unmap_all(k) == 0 && dg_balanced(e),
 		  "bad memory: ... and leaves nothing behind");
 	tap_ret(dme_register(e, ro, 4 * SZ_4K, DME_MAP_READ, &iova), 0,
 		"bad memory: the same memory registers read-only");
-	tap_ret(dg_ifd_mapped(k, iova, 4 * SZ_4K, false), 0, "bad memory: ... and the kernel maps it");
+	tap_ret(dg_ifd_mapped(k, iova, 4 * SZ_4K, false), 0,
+		"bad memory: ... and the kernel maps it");
 	tap_ret(dme_unregister(e, ro, 4 * SZ_4K), 0, "bad memory: unregister it");
 	ret = dme_register(e, gone, 4 * SZ_4K, DME_MAP_RW, &iova);
-	tap_check(ret < 0, "bad memory: registering unmapped memory fails (%d %s)", ret, strerror(-ret));
+	tap_check(ret < 0, "bad memory: registering unmapped memory fails (%d %s)", ret,
+		  strerror(-ret));
 	tap_ret(dme_engine_flush(e), 0, "bad memory: flush");
 	tap_check(dg_ifd_unmap_all(k) == 0 && dg_balanced(e), "bad memory: nothing left behind");
 	munmap(ro, 4 * SZ_4K);
@@ -733,25 +764,30 @@ static void scenario_open_errors(void)
 	c.nr_devices = 1;
 	snprintf(c.devices[0], sizeof(c.devices[0]), "%s", dev.bdf);
 	if (tap_ret(dme_engine_open(&c, &e), 0, "open: DME_BACKEND=auto with %s", dev.bdf)) {
-		tap_check(strcmp(dme_engine_backend_name(e), "iommufd") == 0, "open: ... picks iommufd");
+		tap_check(strcmp(dme_engine_backend_name(e), "iommufd") == 0,
+			  "open: ... picks iommufd");
 		dg_log_reset();
 		c.backend = DME_BACKEND_IOMMUFD;
 		ret = dme_engine_open(&c, &e2);
 		tap_ret(ret, -EBUSY, "open: a second iommufd engine on the same device is -EBUSY");
 		tap_diag("open: dme said: %s", dg_log_last());
-		tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+		tap_check(strstr(dg_log_last(), "in use") != NULL,
+			  "open: ... and the message says it is in use");
 		if (ret == 0)
 			dme_engine_close(e2);
 		c.backend = DME_BACKEND_VFIO;
 		dg_log_reset();
 		ret = dme_engine_open(&c, &e2);
-		tap_ret(ret, -EBUSY, "open: a vfio engine on the device the iommufd one holds is -EBUSY");
+		tap_ret(ret, -EBUSY,
+			"open: a vfio engine on the device the iommufd one holds is -EBUSY");
 		tap_diag("open: dme said: %s", dg_log_last());
-		tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+		tap_check(strstr(dg_log_last(), "in use") != NULL,
+			  "open: ... and the message says it is in use");
 		if (ret == 0)
 			dme_engine_close(e2);
 		tap_check(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova) == 0 &&
-				  dme_unregister(e, buf, SZ_4K) == 0 && dme_engine_flush(e) == 0 && dg_balanced(e),
+			      dme_unregister(e, buf, SZ_4K) == 0 && dme_engine_flush(e) == 0 &&
+			      dg_balanced(e),
 			  "open: the first engine still works");
 		dme_engine_close(e);
 	}
@@ -760,7 +796,8 @@ static void scenario_open_errors(void)
 	e = NULL;
 	dg_log_reset();
 	if (tap_ret(dme_engine_open(&c, &e), 0, "open: DME_BACKEND=auto without a device"))
-		tap_check(strcmp(dme_engine_backend_name(e), "sim") == 0 && dg_log_count(DME_LOG_INFO) > 0,
+		tap_check(strcmp(dme_engine_backend_name(e), "sim") == 0 &&
+			      dg_log_count(DME_LOG_INFO) > 0,
 			  "open: ... is the simulator, and says so");
 	dme_engine_close(e);
 	munmap(buf, SZ_4K);
@@ -771,7 +808,8 @@ static void scenario_open_errors(void)
 	snprintf(c.devices[0], sizeof(c.devices[0]), "0000:00:1f.7");
 	dg_log_reset();
 	tap_ret(dme_engine_open(&c, &e), -ENODEV, "open: a device that does not exist is -ENODEV");
-	tap_check(strstr(dg_log_last(), "0000:00:1f.7") != NULL, "open: ... and the message names it");
+	tap_check(strstr(dg_log_last(), "0000:00:1f.7") != NULL,
+		  "open: ... and the message names it");
 }
 
 int main(void)
@@ -787,7 +825,8 @@ int main(void)
 	e = open_engine(NULL, &err);
 	if (!tap_ret(err, 0, "open: dme_engine_open(iommufd, %s)", dev.bdf))
 		tap_fatal("engine on iommufd");
-	tap_check(strcmp(dme_engine_backend_name(e), "iommufd") == 0, "open: the backend is iommufd");
+	tap_check(strcmp(dme_engine_backend_name(e), "iommufd") == 0,
+		  "open: the backend is iommufd");
 	if (!tap_ret(dg_ifd_init(e, &k), 0, "open: a probe IOAS beside the engine's"))
 		tap_fatal("probe IOAS");
 	vm_iommufd = k.fd;

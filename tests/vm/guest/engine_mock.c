@@ -41,7 +41,7 @@ static int test_cmd(struct iommu_test_cmd *c)
 
 static int mock_domain(uint32_t ioas, uint32_t *stdev, uint32_t *hwpt)
 {
-	struct iommu_test_cmd c = { .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas };
+	struct iommu_test_cmd c = {.op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas};
 	int ret = test_cmd(&c);
 
 	if (!ret) {
@@ -54,9 +54,9 @@ static int mock_domain(uint32_t ioas, uint32_t *stdev, uint32_t *hwpt)
 static int check_map(uint32_t hwpt, uint64_t iova, uint64_t len, const void *p)
 {
 	struct iommu_test_cmd c = {
-		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
-		.id = hwpt,
-		.check_map = { .iova = iova, .length = len, .uptr = (uintptr_t)p },
+	    .op = IOMMU_TEST_OP_MD_CHECK_MAP,
+	    .id = hwpt,
+	    .check_map = {.iova = iova, .length = len, .uptr = (uintptr_t)p},
 	};
 
 	return test_cmd(&c);
@@ -65,8 +65,8 @@ static int check_map(uint32_t hwpt, uint64_t iova, uint64_t len, const void *p)
 static int check_refs(const void *p, uint64_t len, uint32_t refs)
 {
 	struct iommu_test_cmd c = {
-		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
-		.check_refs = { .length = len, .uptr = (uintptr_t)p, .refs = refs },
+	    .op = IOMMU_TEST_OP_MD_CHECK_REFS,
+	    .check_refs = {.length = len, .uptr = (uintptr_t)p, .refs = refs},
 	};
 
 	return test_cmd(&c);
@@ -74,7 +74,7 @@ static int check_refs(const void *p, uint64_t len, uint32_t refs)
 
 static int destroy(uint32_t id)
 {
-	struct iommu_destroy d = { .size = sizeof(d), .id = id };
+	struct iommu_destroy d = {.size = sizeof(d), .id = id};
 
 	return ioctl(vm_iommufd, IOMMU_DESTROY, &d) ? -errno : 0;
 }
@@ -105,7 +105,8 @@ static int check_all_maps(struct dme_engine *e, uint32_t hwpt, struct buf *b, in
 				ret = check_map(hwpt, iova, SZ_4K, b[i].va + off);
 			if (ret) {
 				if (bad++ < 4)
-					tap_diag("  %s +0x%" PRIx64 ": %s", b[i].name, off, strerror(-ret));
+					tap_diag("  %s +0x%" PRIx64 ": %s", b[i].name, off,
+						 strerror(-ret));
 			}
 		}
 	}
@@ -149,12 +150,12 @@ static void run_window(void)
 {
 	enum { EARLY = 0, SINGLE, BATCH_RUN, BATCH_SEP, RO, HUGE, NR };
 	struct buf b[NR] = {
-		[EARLY] = { "early (before the domain)", NULL, 16 * SZ_4K, true, 0 },
-		[SINGLE] = { "single", NULL, 64 * SZ_4K, true, 0 },
-		[BATCH_RUN] = { "batched run", NULL, 32 * SZ_4K, true, 0 },
-		[BATCH_SEP] = { "batched separate", NULL, 4 * SZ_4K, true, 0 },
-		[RO] = { "read-only", NULL, 4 * SZ_4K, true, 0 },
-		[HUGE] = { "hugepage", NULL, SZ_2M, false, 0 },
+	    [EARLY] = {"early (before the domain)", NULL, 16 * SZ_4K, true, 0},
+	    [SINGLE] = {"single", NULL, 64 * SZ_4K, true, 0},
+	    [BATCH_RUN] = {"batched run", NULL, 32 * SZ_4K, true, 0},
+	    [BATCH_SEP] = {"batched separate", NULL, 4 * SZ_4K, true, 0},
+	    [RO] = {"read-only", NULL, 4 * SZ_4K, true, 0},
+	    [HUGE] = {"hugepage", NULL, SZ_2M, false, 0},
 	};
 	struct dme_iova_range r[4];
 	struct dme_mem *hm = NULL;
@@ -166,7 +167,8 @@ static void run_window(void)
 	size_t n;
 
 	e = open_engine(true);
-	if (!tap_check(e != NULL, "window: open iommufd with no device, IOVA window 0x1000000-0x7fffffff") ||
+	if (!tap_check(e != NULL,
+		       "window: open iommufd with no device, IOVA window 0x1000000-0x7fffffff") ||
 	    !tap_ret(dg_ifd_init(e, &k), 0, "window: probe IOAS"))
 		tap_fatal("engine on iommufd without a device");
 	vm_iommufd = k.fd;
@@ -184,14 +186,15 @@ static void run_window(void)
 		tap_fatal("hugepage memory");
 	b[HUGE].va = hm->va;
 
-	tap_ret(check_refs(b[EARLY].va, b[EARLY].len, 0), 0, "early: MD_CHECK_REFS 0 before anything");
+	tap_ret(check_refs(b[EARLY].va, b[EARLY].len, 0), 0,
+		"early: MD_CHECK_REFS 0 before anything");
 	tap_ret(dme_register(e, b[EARLY].va, b[EARLY].len, DME_MAP_RW, &b[EARLY].iova), 0,
 		"early: register 64 KiB before any domain");
 	tap_ret(check_refs(b[EARLY].va, b[EARLY].len, 0), 0,
 		"early: MD_CHECK_REFS still 0 (an IOAS without a domain does not pin)");
 
-	if (!tap_ret(mock_domain(k.ioas, &stdev, &hwpt), 0,
-		     "MOCK_DOMAIN on the engine's IOAS %u", k.ioas)) {
+	if (!tap_ret(mock_domain(k.ioas, &stdev, &hwpt), 0, "MOCK_DOMAIN on the engine's IOAS %u",
+		     k.ioas)) {
 		if (access("/sys/class/iommu/dmar0", F_OK) == 0)
 			tap_diag("a VT-d IOMMU is present: boot this program in the 'mock' shape");
 		tap_fatal("mock domain attached to the engine's IOAS");
@@ -199,9 +202,10 @@ static void run_window(void)
 	tap_ret(dme__engine_refresh(e), 0, "dme__engine_refresh takes the mock geometry");
 	n = dme_engine_geometry(e, r, 4, &align);
 	tap_check(n == 1 && r[0].start == APERTURE_START && r[0].last == APERTURE_LAST,
-		  "refresh: one range 0x1000000-0x7fffffff (got %zu, 0x%" PRIx64 "-0x%" PRIx64 ")", n,
-		  r[0].start, r[0].last);
-	tap_eq_u64(align, SZ_4K, "refresh: the engine uses 4 KiB (the mock domain's 2 KiB is finer)");
+		  "refresh: one range 0x1000000-0x7fffffff (got %zu, 0x%" PRIx64 "-0x%" PRIx64 ")",
+		  n, r[0].start, r[0].last);
+	tap_eq_u64(align, SZ_4K,
+		   "refresh: the engine uses 4 KiB (the mock domain's 2 KiB is finer)");
 	tap_ret(check_map(hwpt, b[EARLY].iova, b[EARLY].len, b[EARLY].va), 0,
 		"early: MD_CHECK_MAP finds it in the mock domain after the attach");
 	tap_ret(check_refs(b[EARLY].va, b[EARLY].len, 1), 0, "early: MD_CHECK_REFS 1 now");
@@ -211,9 +215,10 @@ static void run_window(void)
 		"single: register 256 KiB");
 	struct dme_region_req q[32 + 2];
 	for (int i = 0; i < 32; i++)
-		q[i] = (struct dme_region_req){ b[BATCH_RUN].va + (31 - i) * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
-	q[32] = (struct dme_region_req){ b[BATCH_SEP].va, SZ_4K, DME_MAP_RW, 0 };
-	q[33] = (struct dme_region_req){ b[BATCH_SEP].va + 2 * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+		q[i] = (struct dme_region_req){b[BATCH_RUN].va + (31 - i) * SZ_4K, SZ_4K,
+					       DME_MAP_RW, 0};
+	q[32] = (struct dme_region_req){b[BATCH_SEP].va, SZ_4K, DME_MAP_RW, 0};
+	q[33] = (struct dme_region_req){b[BATCH_SEP].va + 2 * SZ_4K, SZ_4K, DME_MAP_RW, 0};
 	struct dme_engine_stats st0, st;
 	dme_engine_stats(e, &st0);
 	tap_ret(dme_register_batch(e, q, 34), 0,
@@ -227,9 +232,9 @@ static void run_window(void)
 		"hugepage: register 2 MiB");
 
 	/* BATCH_SEP has pages 0 and 2 registered, not 1 and 3 */
-	struct buf sep[2] = { { "batched separate 0", b[BATCH_SEP].va, SZ_4K, true, q[32].iova },
-			      { "batched separate 2", b[BATCH_SEP].va + 2 * SZ_4K, SZ_4K, true,
-				q[33].iova } };
+	struct buf sep[2] = {
+	    {"batched separate 0", b[BATCH_SEP].va, SZ_4K, true, q[32].iova},
+	    {"batched separate 2", b[BATCH_SEP].va + 2 * SZ_4K, SZ_4K, true, q[33].iova}};
 	struct buf all[NR + 1];
 	int na = 0;
 	for (int i = 0; i < NR; i++)
@@ -241,11 +246,13 @@ static void run_window(void)
 	for (int i = 0; i < na; i++) {
 		all[i].iova = 0;
 		dme_vtoiova(e, all[i].va, &all[i].iova);
-		inside &= all[i].iova >= APERTURE_START && all[i].iova + all[i].len - 1 <= APERTURE_LAST;
+		inside &=
+		    all[i].iova >= APERTURE_START && all[i].iova + all[i].len - 1 <= APERTURE_LAST;
 	}
 	tap_check(inside, "every IOVA dme reports lies in the mock aperture");
-	tap_eq_u64((uint64_t)check_all_maps(e, hwpt, all, na), 0,
-		   "MD_CHECK_MAP: every page of every registration is mapped at dme's IOVA to dme's VA");
+	tap_eq_u64(
+	    (uint64_t)check_all_maps(e, hwpt, all, na), 0,
+	    "MD_CHECK_MAP: every page of every registration is mapped at dme's IOVA to dme's VA");
 	tap_eq_u64((uint64_t)check_all_refs(all, na, 1), 0,
 		   "MD_CHECK_REFS: every 4 KiB page is pinned exactly once");
 	tap_ret(check_refs(b[BATCH_SEP].va + SZ_4K, SZ_4K, 0), 0,
@@ -259,9 +266,10 @@ static void run_window(void)
 		"cache hit: a read-only sub-range of the single buffer");
 	dme_engine_stats(e, &st);
 	tap_check(st.map_calls == st0.map_calls && x == b[SINGLE].iova + 8 * SZ_4K &&
-			  check_refs(b[SINGLE].va, b[SINGLE].len, 1) == 0,
+		      check_refs(b[SINGLE].va, b[SINGLE].len, 1) == 0,
 		  "cache hit: no IOAS_MAP, IOVA inside the mapping, pin count still 1");
-	tap_ret(dme_unregister(e, b[SINGLE].va + 8 * SZ_4K, 8 * SZ_4K), 0, "cache hit: unregister it");
+	tap_ret(dme_unregister(e, b[SINGLE].va + 8 * SZ_4K, 8 * SZ_4K), 0,
+		"cache hit: unregister it");
 	tap_check(dg_balanced(e), "stats balance with everything registered");
 
 	/* unregister: idle mappings stay pinned until the flush */
@@ -275,12 +283,14 @@ static void run_window(void)
 	tap_eq_u64((uint64_t)check_all_refs(all, na, 1), 0,
 		   "idle: unregistered but not flushed, every page is still pinned once");
 	tap_ret(dme_engine_flush(e), 0, "dme_engine_flush");
-	tap_eq_u64((uint64_t)check_all_refs(all, na, 0), 0,
-		   "flushed: MD_CHECK_REFS 0 for every page: pin counts are back where they started");
+	tap_eq_u64(
+	    (uint64_t)check_all_refs(all, na, 0), 0,
+	    "flushed: MD_CHECK_REFS 0 for every page: pin counts are back where they started");
 	int still = 0;
 	for (int i = 0; i < na; i++)
 		still += check_map(hwpt, all[i].iova, SZ_4K, all[i].va) != -EINVAL;
-	tap_eq_u64((uint64_t)still, 0, "flushed: MD_CHECK_MAP finds none of them in the mock domain");
+	tap_eq_u64((uint64_t)still, 0,
+		   "flushed: MD_CHECK_MAP finds none of them in the mock domain");
 	tap_eq_u64(dg_ifd_unmap_all(&k), 0, "flushed: the IOAS holds nothing");
 	tap_check(dg_balanced(e), "stats balance after the flush");
 
@@ -315,8 +325,9 @@ static void run_no_window(void)
 	tap_diag("no window: the page got IOVA 0x%" PRIx64, iova);
 	int ret = mock_domain(k.ioas, &stdev, &hwpt);
 	if (iova < APERTURE_START) {
-		tap_ret(ret, -EADDRINUSE,
-			"no window: MOCK_DOMAIN is refused (the page is mapped below the aperture)");
+		tap_ret(
+		    ret, -EADDRINUSE,
+		    "no window: MOCK_DOMAIN is refused (the page is mapped below the aperture)");
 		tap_ret(dme_unregister(e, buf, SZ_4K), 0, "no window: unregister it");
 		tap_ret(dme_engine_flush(e), 0, "no window: flush");
 		ret = mock_domain(k.ioas, &stdev, &hwpt);
@@ -326,17 +337,20 @@ static void run_no_window(void)
 	tap_ret(dme__engine_refresh(e), 0, "no window: refresh");
 	size_t n = dme_engine_geometry(e, r, 4, &align);
 	tap_check(n == 1 && r[0].start == APERTURE_START && r[0].last == APERTURE_LAST,
-		  "no window: the geometry is the mock aperture (got %zu, 0x%" PRIx64 "-0x%" PRIx64 ")",
+		  "no window: the geometry is the mock aperture (got %zu, 0x%" PRIx64 "-0x%" PRIx64
+		  ")",
 		  n, r[0].start, r[0].last);
 	struct dme_region_req q[4];
 	for (int i = 0; i < 4; i++)
-		q[i] = (struct dme_region_req){ buf + 2 * i * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+		q[i] = (struct dme_region_req){buf + 2 * i * SZ_4K, SZ_4K, DME_MAP_RW, 0};
 	tap_ret(dme_register_batch(e, q, 4), 0, "no window: register 4 separate pages");
 	int bad = 0;
 	for (int i = 0; i < 4; i++)
 		bad += q[i].iova < APERTURE_START || q[i].iova + SZ_4K - 1 > APERTURE_LAST ||
-		       check_map(hwpt, q[i].iova, SZ_4K, q[i].va) != 0 || check_refs(q[i].va, SZ_4K, 1) != 0;
-	tap_eq_u64((uint64_t)bad, 0, "no window: each inside the aperture, in the mock domain, pinned once");
+		       check_map(hwpt, q[i].iova, SZ_4K, q[i].va) != 0 ||
+		       check_refs(q[i].va, SZ_4K, 1) != 0;
+	tap_eq_u64((uint64_t)bad, 0,
+		   "no window: each inside the aperture, in the mock domain, pinned once");
 	for (int i = 0; i < 4; i++)
 		dme_unregister(e, q[i].va, SZ_4K);
 	tap_ret(dme_engine_flush(e), 0, "no window: unregister and flush");

@@ -111,12 +111,14 @@ static void check_info(const struct vm_nvme *far, const struct vm_nvme *near)
 {
 	static char out[16384];
 	char obj[512], want[128];
-	char *argv_json[] = { "info", "--json", NULL }, *argv_text[] = { "info", NULL };
+	char *argv_json[] = {"info", "--json", NULL}, *argv_text[] = {"info", NULL};
 	int group_far = atoi(strrchr(far->group, '/') + 1);
 
-	tap_eq_u64((uint64_t)run_info(2, argv_json, out, sizeof(out)), 0, "dme info --json exits 0");
+	tap_eq_u64((uint64_t)run_info(2, argv_json, out, sizeof(out)), 0,
+		   "dme info --json exits 0");
 	tap_check(strstr(out, "\"devices\": [") != NULL, "dme info --json has a devices list");
-	if (tap_check(info_device(out, far->bdf, obj, sizeof(obj)), "dme info --json lists %s", far->bdf)) {
+	if (tap_check(info_device(out, far->bdf, obj, sizeof(obj)), "dme info --json lists %s",
+		      far->bdf)) {
 		for (char *c = obj; *c; c++)
 			if (*c == '\n')
 				*c = ' ';
@@ -126,10 +128,12 @@ static void check_info(const struct vm_nvme *far, const struct vm_nvme *near)
 		tap_check(strstr(obj, want) != NULL, "... with its IOMMU group %d", group_far);
 		snprintf(want, sizeof(want), "\"cdev\": \"%s\"", far->cdev);
 		tap_check(strstr(obj, want) != NULL, "... with its cdev %s", far->cdev);
-		tap_check(strstr(obj, "\"driver\": \"vfio-pci\"") && strstr(obj, "\"class\": \"0x010802\""),
+		tap_check(strstr(obj, "\"driver\": \"vfio-pci\"") &&
+			      strstr(obj, "\"class\": \"0x010802\""),
 			  "... bound to vfio-pci, class NVMe");
 	}
-	if (tap_check(info_device(out, near->bdf, obj, sizeof(obj)), "dme info --json lists %s", near->bdf))
+	if (tap_check(info_device(out, near->bdf, obj, sizeof(obj)), "dme info --json lists %s",
+		      near->bdf))
 		tap_check(strstr(obj, "\"numa_node\": -1,") != NULL,
 			  "... with numa_node -1 (the main host bridge has no node in this guest)");
 
@@ -142,7 +146,8 @@ static void check_info(const struct vm_nvme *far, const struct vm_nvme *near)
 		    strcmp(addr, far->bdf) == 0)
 			row = node == 1 && group == group_far && strcmp(cdev, far->cdev) == 0;
 	}
-	tap_check(row, "dme info prints %s with node 1, group %d and %s", far->bdf, group_far, far->cdev);
+	tap_check(row, "dme info prints %s with node 1, group %d and %s", far->bdf, group_far,
+		  far->cdev);
 }
 
 /* ---- DME_NUMA=device ------------------------------------------------------- */
@@ -168,9 +173,9 @@ struct xlate_probe {
 	const uint8_t *va;
 	uint64_t len;
 	int cpu;
-	int node;	/* getcpu() said */
-	uint64_t bad;	/* pages whose translation was wrong */
-	uint64_t want;	/* the IOVA of va */
+	int node;      /* getcpu() said */
+	uint64_t bad;  /* pages whose translation was wrong */
+	uint64_t want; /* the IOVA of va */
 };
 
 static void *xlate_thread(void *arg)
@@ -208,7 +213,8 @@ static void check_engine(const struct vm_nvme *far, struct dme_mem *m)
 	c.backend = DME_BACKEND_IOMMUFD;
 	c.nr_devices = 1;
 	snprintf(c.devices[0], sizeof(c.devices[0]), "%s", far->bdf);
-	if (!tap_ret(dme_engine_open(&c, &e), 0, "engine: iommufd with the node-1 device %s", far->bdf) ||
+	if (!tap_ret(dme_engine_open(&c, &e), 0, "engine: iommufd with the node-1 device %s",
+		     far->bdf) ||
 	    !tap_ret(dg_ifd_init(e, &k), 0, "engine: probe IOAS"))
 		return;
 	tap_ret(dme_register(e, m->va, m->len, DME_MAP_RW, &iova), 0,
@@ -216,17 +222,18 @@ static void check_engine(const struct vm_nvme *far, struct dme_mem *m)
 	tap_check(dg_ifd_exact(&k, m->va, iova, m->len, true, &got) == 0 && got == m->len,
 		  "engine: the kernel maps exactly its IOVA range");
 
-	struct xlate_probe x[2] = { { e, m->va, m->len, 0, -1, 0, iova },
-				    { e, m->va, m->len, 1, -1, 0, iova } };
+	struct xlate_probe x[2] = {{e, m->va, m->len, 0, -1, 0, iova},
+				   {e, m->va, m->len, 1, -1, 0, iova}};
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, xlate_thread, &x[i]);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	tap_check(x[0].bad == 0 && x[0].node == 0 && x[1].bad == 0 && x[1].node == 1,
-		  "engine: dme_vtoiova gives every page's IOVA from a thread on node 0 and on node 1 "
-		  "(nodes %d/%d, wrong %" PRIu64 "/%" PRIu64 ")",
-		  x[0].node, x[1].node, x[0].bad, x[1].bad);
+	tap_check(
+	    x[0].bad == 0 && x[0].node == 0 && x[1].bad == 0 && x[1].node == 1,
+	    "engine: dme_vtoiova gives every page's IOVA from a thread on node 0 and on node 1 "
+	    "(nodes %d/%d, wrong %" PRIu64 "/%" PRIu64 ")",
+	    x[0].node, x[1].node, x[0].bad, x[1].bad);
 
 	tap_ret(dme_unregister(e, m->va, m->len), 0, "engine: unregister");
 	tap_ret(dme_engine_flush(e), 0, "engine: flush");
@@ -268,17 +275,19 @@ int main(void)
 
 	/* hugetlb (auto picks 2 MiB) for the node-1 device */
 	m = alloc_for(far->bdf, DME_HUGEPAGE_AUTO, 8 * SZ_1M, &p);
-	tap_check(p.numa == DME_NUMA_DEVICE && p.node == 1,
-		  "params from the config with DME_NUMA=device and the node-1 device: node 1 (got %d)",
-		  p.node);
+	tap_check(
+	    p.numa == DME_NUMA_DEVICE && p.node == 1,
+	    "params from the config with DME_NUMA=device and the node-1 device: node 1 (got %d)",
+	    p.node);
 	if (tap_check(m != NULL, "dme_mem_alloc 8 MiB for it")) {
-		tap_diag("%s, page %zu, node wanted %d actual %d, misplaced %" PRIu64 ", fallbacks 0x%x",
-			 dme_mem_source_name(m->source), m->page_size, m->node_wanted, m->node_actual,
-			 m->pages_misplaced, m->fallbacks);
+		tap_diag("%s, page %zu, node wanted %d actual %d, misplaced %" PRIu64
+			 ", fallbacks 0x%x",
+			 dme_mem_source_name(m->source), m->page_size, m->node_wanted,
+			 m->node_actual, m->pages_misplaced, m->fallbacks);
 		tap_check(m->page_size == SZ_2M && m->source == DME_MEM_SRC_HUGETLB_MEMFD,
 			  "... from 2 MiB hugetlb pages");
 		tap_check(m->node_wanted == 1 && m->node_actual == 1 && m->pages_misplaced == 0 &&
-				  m->fallbacks == 0,
+			      m->fallbacks == 0,
 			  "... dme says: wanted node 1, all on node 1, no fallback");
 		tap_eq_u64((uint64_t)(int64_t)nodes_of(m->va, m->len / SZ_2M, SZ_2M), 1,
 			   "... move_pages: every hugepage is on node 1");
@@ -288,7 +297,8 @@ int main(void)
 
 	/* 4 KiB pages for the node-1 device */
 	m = alloc_for(far->bdf, DME_HUGEPAGE_NONE, 64 * SZ_4K, &p);
-	if (tap_check(m != NULL && m->page_size == SZ_4K, "dme_mem_alloc 256 KiB of 4 KiB pages for it")) {
+	if (tap_check(m != NULL && m->page_size == SZ_4K,
+		      "dme_mem_alloc 256 KiB of 4 KiB pages for it")) {
 		tap_eq_u64((uint64_t)(int64_t)nodes_of(m->va, 64, SZ_4K), 1,
 			   "... move_pages: every 4 KiB page is on node 1");
 		dme_mem_free(m);
@@ -302,9 +312,10 @@ int main(void)
 	tap_check(p.node == -1, "params for the node-less device: node -1");
 	if (tap_check(m != NULL, "dme_mem_alloc for it works")) {
 		tap_check(m->fallbacks & DME_MEM_FB_BIT(DME_MEM_FB_NODE_UNKNOWN),
-			  "... and reports the node_unknown fallback (local node %d)", m->node_actual);
+			  "... and reports the node_unknown fallback (local node %d)",
+			  m->node_actual);
 		tap_eq_u64(after.fallbacks[DME_MEM_FB_NODE_UNKNOWN] -
-				   before.fallbacks[DME_MEM_FB_NODE_UNKNOWN],
+			       before.fallbacks[DME_MEM_FB_NODE_UNKNOWN],
 			   1, "... counted once in dme_mem_stats");
 		dme_mem_free(m);
 	}

@@ -56,9 +56,8 @@ static struct dme_engine *open_engine(unsigned entries, int *err)
 
 static struct vfio_ctx ctx_of(struct dme_engine *e)
 {
-	return (struct vfio_ctx){ .container = dme_vfio_container(dme__engine_backend(e)),
-				  .group = -1,
-				  .device = -1 };
+	return (struct vfio_ctx){
+	    .container = dme_vfio_container(dme__engine_backend(e)), .group = -1, .device = -1};
 }
 
 static bool iova_ok(uint64_t iova, uint64_t len)
@@ -113,7 +112,9 @@ static bool kernel_holds(struct dme_engine *e, void *va, uint64_t iova, uint64_t
 	bool good = (len == SZ_4K || (cut == -1 && cut_errno == EINVAL)) && rb == 0 && !before &&
 		    ra == 0 && !after && ex == 0 && got == len && remap == 0;
 
-	tap_check(good, "%s: the container maps exactly IOVA [0x%" PRIx64 ", +0x%" PRIx64 ") as one mapping",
+	tap_check(good,
+		  "%s: the container maps exactly IOVA [0x%" PRIx64 ", +0x%" PRIx64
+		  ") as one mapping",
 		  what, iova, len);
 	if (!good)
 		tap_diag("  cut first page %d/%d, before %d/0x%" PRIx64 ", after %d/0x%" PRIx64
@@ -128,7 +129,7 @@ static uint64_t unmap_all(struct dme_engine *e)
 	uint64_t got = 0;
 
 	if (vfio_unmap(&v, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &got) != 0)
-		return (uint64_t)-(int64_t)errno;
+		return (uint64_t) - (int64_t)errno;
 	return got;
 }
 
@@ -142,8 +143,9 @@ static void check_geometry(struct dme_engine *e)
 	size_t n = dme_engine_geometry(e, r, 8, &align);
 
 	tap_check(n == 2 && r[0].start == 0 && r[0].last == MSI_START - 1 &&
-			  r[1].start == MSI_LAST + 1 && r[1].last == APERTURE_LAST,
-		  "geometry: 0x0-0xfedfffff and 0xfef00000-0x7fffffffff (from the GET_INFO IOVA_RANGE cap)");
+		      r[1].start == MSI_LAST + 1 && r[1].last == APERTURE_LAST,
+		  "geometry: 0x0-0xfedfffff and 0xfef00000-0x7fffffffff (from the GET_INFO "
+		  "IOVA_RANGE cap)");
 	tap_eq_u64(align, 0x1000, "geometry: alignment 0x1000 (smallest of iova_pgsizes)");
 	tap_eq_u64((uint64_t)vfio_dma_avail(&v), (uint64_t)limit,
 		   "geometry: DMA_AVAIL of the engine's container is dma_entry_limit (%ld)", limit);
@@ -162,7 +164,8 @@ static void scenario_anon(struct dme_engine *e)
 		return;
 	tap_check(iova_ok(iova, len), "anon: IOVA 0x%" PRIx64 " inside the geometry", iova);
 	dme_engine_stats(e, &st);
-	tap_check(st.map_calls == 1 && st.live_mappings == 1, "anon: one MAP_DMA, one live mapping");
+	tap_check(st.map_calls == 1 && st.live_mappings == 1,
+		  "anon: one MAP_DMA, one live mapping");
 	check_counts(e, "anon");
 	kernel_holds(e, buf, iova, len, true, "anon");
 	tap_ret(dme_unregister(e, buf, len), 0, "anon: unregister");
@@ -189,7 +192,8 @@ static void scenario_huge(struct dme_engine *e)
 	if (!tap_ret(dme_mem_alloc(&p, &m), 0, "huge: dme_mem_alloc 4 MiB of 2 MiB hugepages"))
 		return;
 	if (tap_ret(dme_register(e, m->va, m->len, DME_MAP_RW, &iova), 0, "huge: register it")) {
-		tap_check(iova_ok(iova, m->len), "huge: IOVA 0x%" PRIx64 " inside the geometry", iova);
+		tap_check(iova_ok(iova, m->len), "huge: IOVA 0x%" PRIx64 " inside the geometry",
+			  iova);
 		kernel_holds(e, m->va, iova, m->len, true, "huge");
 		tap_ret(dme_unregister(e, m->va, m->len), 0, "huge: unregister");
 		tap_ret(dme_engine_flush(e), 0, "huge: flush");
@@ -211,11 +215,12 @@ static void scenario_batch(struct dme_engine *e)
 		tap_fatal("batch: mmap");
 	for (int i = 0; i < N; i++) {
 		int j = (i * 97) % N;
-		q[i] = (struct dme_region_req){ buf + (size_t)j * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+		q[i] = (struct dme_region_req){buf + (size_t)j * SZ_4K, SZ_4K, DME_MAP_RW, 0};
 	}
 	long avail0 = vfio_dma_avail(&v);
 	dme_engine_stats(e, &st0);
-	if (!tap_ret(dme_register_batch(e, q, N), 0, "batch: 256 VA-contiguous 4 KiB buffers, shuffled"))
+	if (!tap_ret(dme_register_batch(e, q, N), 0,
+		     "batch: 256 VA-contiguous 4 KiB buffers, shuffled"))
 		return;
 	dme_engine_stats(e, &st);
 	tap_eq_u64(st.map_calls - st0.map_calls, 1, "batch: exactly one MAP_DMA (map_calls delta)");
@@ -237,7 +242,7 @@ static void scenario_batch(struct dme_engine *e)
 
 static void scenario_inject(struct dme_engine *e)
 {
-	static const int errs[] = { ENOMEM, EFAULT, ENOSPC, EEXIST, ENOENT, EINTR };
+	static const int errs[] = {ENOMEM, EFAULT, ENOSPC, EEXIST, ENOENT, EINTR};
 	enum { R = 8 };
 	uint8_t *buf = vm_small_alloc(2 * R * SZ_4K);
 	struct dme_region_req q[R];
@@ -251,7 +256,8 @@ static void scenario_inject(struct dme_engine *e)
 			uint64_t kernel = 0, x;
 
 			for (int i = 0; i < R; i++)
-				q[i] = (struct dme_region_req){ buf + 2 * i * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+				q[i] = (struct dme_region_req){buf + 2 * i * SZ_4K, SZ_4K,
+							       DME_MAP_RW, 0};
 			dg_log_reset();
 			dg_log_quiet(true);
 			dme_fault_ioctl(VFIO_IOMMU_MAP_DMA, (uint64_t)pos, -err);
@@ -259,27 +265,31 @@ static void scenario_inject(struct dme_engine *e)
 			dme_fault_ioctl(0, 0, 0);
 			dg_log_quiet(false);
 			dme_engine_stats(e, &st);
-			bool clean = first == -err && st.live_mappings == 0 && counts_agree(e, &kernel) &&
-				     kernel == 0 && dg_log_count(DME_LOG_ERR) > 0 && dg_balanced(e);
+			bool clean = first == -err && st.live_mappings == 0 &&
+				     counts_agree(e, &kernel) && kernel == 0 &&
+				     dg_log_count(DME_LOG_ERR) > 0 && dg_balanced(e);
 			for (int i = 0; i < R; i++)
 				clean &= dme_vtoiova(e, buf + 2 * i * SZ_4K, &x) == -ENOENT;
 			int ret = dme_register_batch(e, q, R);
 			clean &= ret == 0 && counts_agree(e, &kernel) && kernel == R;
 			for (int i = 0; ret == 0 && i < R; i++)
 				clean &= dme_unregister(e, q[i].va, SZ_4K) == 0;
-			clean &= dme_engine_flush(e) == 0 && counts_agree(e, &kernel) && kernel == 0 &&
-				 dg_balanced(e);
+			clean &= dme_engine_flush(e) == 0 && counts_agree(e, &kernel) &&
+				 kernel == 0 && dg_balanced(e);
 			if (!clean) {
 				bad++;
-				tap_diag("inject %s at MAP_DMA %d: first %d, live %" PRIu64 ", kernel %" PRIu64
-					 ", retry %d; last message: %s",
-					 strerror(err), pos, first, st.live_mappings, kernel, ret, dg_log_last());
+				tap_diag("inject %s at MAP_DMA %d: first %d, live %" PRIu64
+					 ", kernel %" PRIu64 ", retry %d; last message: %s",
+					 strerror(err), pos, first, st.live_mappings, kernel, ret,
+					 dg_log_last());
 			}
 		}
-		tap_eq_u64((uint64_t)bad, 0,
-			   "inject: MAP_DMA failing with %s at each of the 8 positions of a batch: the "
-			   "engine returns it, the container holds nothing, stats balance, the batch then maps",
-			   strerror(err));
+		tap_eq_u64(
+		    (uint64_t)bad, 0,
+		    "inject: MAP_DMA failing with %s at each of the 8 positions of a batch: the "
+		    "engine returns it, the container holds nothing, stats balance, the batch then "
+		    "maps",
+		    strerror(err));
 	}
 
 	uint64_t iova = 0, kernel = 0;
@@ -287,7 +297,8 @@ static void scenario_inject(struct dme_engine *e)
 	tap_ret(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova), 0, "inject: register one page");
 	tap_ret(dme_unregister(e, buf, SZ_4K), 0, "inject: unregister it");
 	dme_fault_ioctl(VFIO_IOMMU_UNMAP_DMA, 1, -EINTR);
-	tap_ret(dme_engine_flush(e), -EINTR, "inject: a flush whose UNMAP_DMA fails EINTR reports it");
+	tap_ret(dme_engine_flush(e), -EINTR,
+		"inject: a flush whose UNMAP_DMA fails EINTR reports it");
 	dme_fault_ioctl(0, 0, 0);
 	dme_engine_stats(e, &st);
 	tap_check(st.pending_unmaps == 1 && counts_agree(e, &kernel) && kernel == 1,
@@ -323,14 +334,15 @@ static void scenario_reattach(struct dme_engine *e)
 	dme_engine_stats(e, &st0);
 	tap_ret(dme_register(e, buf + 2 * SZ_4K, SZ_4K, DME_MAP_RW, &iova), 0,
 		"reattach: register while detached (recorded)");
-	tap_check(dme_vtoiova(e, buf + 2 * SZ_4K, &x) == 0 && x == iova, "reattach: ... it translates");
+	tap_check(dme_vtoiova(e, buf + 2 * SZ_4K, &x) == 0 && x == iova,
+		  "reattach: ... it translates");
 	tap_ret(dme_engine_attach(e, dev.bdf), 0, "reattach: attach again");
 	dme_engine_stats(e, &st);
 	tap_check(st.replays - st0.replays == 1 && counts_agree(e, &kernel) && kernel == 1,
 		  "reattach: the recorded mapping is replayed into the container");
 	kernel_holds(e, buf + 2 * SZ_4K, iova, SZ_4K, true, "reattach");
 	tap_check(dme_unregister(e, buf + 2 * SZ_4K, SZ_4K) == 0 && dme_engine_flush(e) == 0 &&
-			  counts_agree(e, &kernel) && kernel == 0 && dg_balanced(e),
+		      counts_agree(e, &kernel) && kernel == 0 && dg_balanced(e),
 		  "reattach: unregister and flush: the container is empty, stats balance");
 	munmap(buf, 4 * SZ_4K);
 }
@@ -385,19 +397,23 @@ static void scenario_limit(void)
 	tap_ret(dme_register(e, buf + 2 * L * SZ_4K, SZ_4K, DME_MAP_RW, &iova), -ENOSPC,
 		"limit: the 65th distinct mapping is -ENOSPC");
 	dme_engine_stats(e, &st);
-	tap_check(dg_log_count(DME_LOG_ERR) == 1 && strncmp(dg_log_last(), "register:", 9) == 0,
-		  "limit: ... refused by the engine itself, before any MAP_DMA (one engine message)");
-	tap_check(strstr(dg_log_last(), "dma_entry_limit") != NULL && strstr(dg_log_last(), "64") != NULL,
+	tap_check(
+	    dg_log_count(DME_LOG_ERR) == 1 && strncmp(dg_log_last(), "register:", 9) == 0,
+	    "limit: ... refused by the engine itself, before any MAP_DMA (one engine message)");
+	tap_check(strstr(dg_log_last(), "dma_entry_limit") != NULL &&
+		      strstr(dg_log_last(), "64") != NULL,
 		  "limit: ... and the message names the container's dma_entry_limit of 64");
 	tap_diag("limit: dme said: %s", dg_log_last());
 	tap_check(st.map_calls == calls && counts_agree(e, &kernel) && kernel == L,
 		  "limit: still 64 mappings in dme and in the container");
 
-	tap_ret(dme_unregister(e, buf + 2 * 7 * SZ_4K, SZ_4K), 0, "limit: unregister one (it stays idle)");
+	tap_ret(dme_unregister(e, buf + 2 * 7 * SZ_4K, SZ_4K), 0,
+		"limit: unregister one (it stays idle)");
 	tap_ret(dme_register(e, buf + 2 * L * SZ_4K, SZ_4K, DME_MAP_RW, &iova), 0,
 		"limit: now the 65th fits: the idle mapping is evicted for it");
 	dme_engine_stats(e, &st);
-	tap_check(st.evictions == 1 && st.live_mappings == L && counts_agree(e, &kernel) && kernel == L,
+	tap_check(st.evictions == 1 && st.live_mappings == L && counts_agree(e, &kernel) &&
+		      kernel == L,
 		  "limit: one eviction, 64 live in dme and in the container");
 	tap_check(dg_balanced(e), "limit: stats balance");
 
@@ -406,7 +422,7 @@ static void scenario_limit(void)
 	uint8_t *big = vm_small_alloc(256 * SZ_4K);
 	tap_ret(dme_unregister(e, buf, SZ_4K), 0, "limit: unregister another one");
 	for (int i = 0; big && i < 256; i++)
-		q[i] = (struct dme_region_req){ big + (size_t)i * SZ_4K, SZ_4K, DME_MAP_RW, 0 };
+		q[i] = (struct dme_region_req){big + (size_t)i * SZ_4K, SZ_4K, DME_MAP_RW, 0};
 	tap_ret(big ? dme_register_batch(e, q, 256) : -ENOMEM, 0,
 		"limit: a batch of 256 contiguous buffers fits in the one free entry");
 	tap_check(counts_agree(e, &kernel) && kernel == L, "limit: 64 entries in the container");
@@ -440,12 +456,13 @@ static void scenario_limit_attach(void)
 	struct dme_iova_range r[4];
 	struct dme_engine *e = NULL;
 	struct dme_config c;
-	uint64_t iova[L + 1] = { 0 }, kernel, align, x;
+	uint64_t iova[L + 1] = {0}, kernel, align, x;
 	int good = 0;
 
 	dme_config_init(&c);
 	c.backend = DME_BACKEND_VFIO;
-	if (!tap_ret(dme_engine_open(&c, &e), 0, "attach: open the vfio engine with no device") || !buf)
+	if (!tap_ret(dme_engine_open(&c, &e), 0, "attach: open the vfio engine with no device") ||
+	    !buf)
 		return;
 	tap_ret(dme_register(e, buf, SZ_4K, DME_MAP_RW, &iova[0]), 0,
 		"attach: register before any device (recorded)");
@@ -454,13 +471,14 @@ static void scenario_limit_attach(void)
 	tap_check(dme_vtoiova(e, buf, &x) == 0 && x == iova[0], "attach: it translates already");
 	tap_ret(dme_engine_attach(e, dev.bdf), 0, "attach: dme_engine_attach(%s)", dev.bdf);
 	dme_engine_stats(e, &st);
-	tap_check(st.replays == 2 && st.live_mappings == 2, "attach: both recorded mappings replayed");
+	tap_check(st.replays == 2 && st.live_mappings == 2,
+		  "attach: both recorded mappings replayed");
 	struct vfio_ctx v = ctx_of(e);
 	tap_eq_u64((uint64_t)vfio_dma_avail(&v), L - 2, "attach: DMA_AVAIL is 62");
 	kernel_holds(e, buf, iova[0], SZ_4K, false, "attach: replayed");
 	size_t n = dme_engine_geometry(e, r, 4, &align);
 	tap_check(n == 2 && r[0].last == MSI_START - 1 && r[1].start == MSI_LAST + 1 &&
-			  r[1].last == APERTURE_LAST,
+		      r[1].last == APERTURE_LAST,
 		  "attach: the geometry is now the container's (2 ranges)");
 	for (int i = 2; i < L; i++)
 		good += dme_register(e, buf + 2 * i * SZ_4K, SZ_4K, DME_MAP_RW, &iova[i]) == 0;
@@ -468,13 +486,15 @@ static void scenario_limit_attach(void)
 	dg_log_reset();
 	tap_ret(dme_register(e, buf + 2 * L * SZ_4K, SZ_4K, DME_MAP_RW, &iova[L]), -ENOSPC,
 		"attach: the 65th is -ENOSPC");
-	tap_check(strncmp(dg_log_last(), "register:", 9) == 0 && strstr(dg_log_last(), "dma_entry_limit"),
+	tap_check(strncmp(dg_log_last(), "register:", 9) == 0 &&
+		      strstr(dg_log_last(), "dma_entry_limit"),
 		  "attach: ... refused by the engine, which learnt the limit at attach");
 	tap_diag("attach: dme said: %s", dg_log_last());
 	tap_ret(dme_unregister(e, buf + 2 * 9 * SZ_4K, SZ_4K), 0, "attach: unregister one");
 	tap_ret(dme_register(e, buf + 2 * L * SZ_4K, SZ_4K, DME_MAP_RW, &iova[L]), 0,
 		"attach: the 65th fits now: the idle one is evicted for it");
-	tap_check(counts_agree(e, &kernel) && kernel == L, "attach: 64 in dme and in the container");
+	tap_check(counts_agree(e, &kernel) && kernel == L,
+		  "attach: 64 in dme and in the container");
 	bool unreg = dme_unregister(e, buf + 2 * SZ_4K, SZ_4K) == 0;
 	for (int i = 0; i <= L; i++)
 		if (i != 1 && i != 9)
@@ -518,10 +538,12 @@ int main(void)
 			c.backend = b ? DME_BACKEND_VFIO : DME_BACKEND_IOMMUFD;
 			dg_log_reset();
 			err = dme_engine_open(&c, &e2);
-			tap_ret(err, -EBUSY, "open: a second engine (%s) on the device this one holds is -EBUSY",
+			tap_ret(err, -EBUSY,
+				"open: a second engine (%s) on the device this one holds is -EBUSY",
 				dme_backend_name(c.backend));
 			tap_diag("open: dme said: %s", dg_log_last());
-			tap_check(strstr(dg_log_last(), "in use") != NULL, "open: ... and the message says it is in use");
+			tap_check(strstr(dg_log_last(), "in use") != NULL,
+				  "open: ... and the message says it is in use");
 			if (!err)
 				dme_engine_close(e2);
 		}
