@@ -33,6 +33,7 @@ struct be_geometry {
 	size_t nr_ranges;
 	uint64_t alignment;    /* IOVA and length granule (power of two) */
 	uint64_t max_entries;  /* map entries the backend can hold; 0 = no limit */
+	const char *max_entries_src; /* what sets max_entries, for messages (static) */
 	uint64_t pgsize_bitmap; /* IO page sizes the hardware can use (0 = unknown) */
 	bool has_copy;	       /* copy() works */
 	bool has_map_file;     /* map requests may carry an fd (IOAS_MAP_FILE) */

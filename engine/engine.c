@@ -73,6 +73,7 @@ struct dme_engine {
 	struct avl by_va;
 	struct rlist lru, pending;
 	uint64_t entry_limit;	/* map entries the engine may hold */
+	const char *entry_limit_src; /* the backend's limit when it is the lower one, else NULL */
 	uint64_t idle_budget;	/* idle bytes kept mapped */
 	/* reservations that narrow the allocator to the current geometry */
 	struct dme_iova_range *geo_rsv;
@@ -516,8 +517,12 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		if (ret)
 			goto out;
 		if (e->st.live_mappings + nr > e->entry_limit) {
-			dme_err("register: %zu new mappings would exceed the budget of %" PRIu64 " map entries (%" PRIu64 " live, none idle); raise DME_CACHE_ENTRIES or unregister",
-				nr, e->entry_limit, e->st.live_mappings);
+			if (e->entry_limit_src)
+				dme_err("register: %zu new mappings would exceed %s of %" PRIu64 " map entries (%" PRIu64 " live, none idle); unregister, or register VA-contiguous buffers in one batch to share an entry",
+					nr, e->entry_limit_src, e->entry_limit, e->st.live_mappings);
+			else
+				dme_err("register: %zu new mappings would exceed the budget of %" PRIu64 " map entries (%" PRIu64 " live, none idle); raise DME_CACHE_ENTRIES or unregister",
+					nr, e->entry_limit, e->st.live_mappings);
 			ret = -ENOSPC;
 			goto out;
 		}
@@ -766,6 +771,22 @@ DME_EXPORT int dme_iovatov(const struct dme_engine *e, uint64_t iova, void **va)
 /* Geometry                                                               */
 
 /*
+ * The map-entry budget: DME_CACHE_ENTRIES, capped by what the backend can
+ * hold now. Follows every geometry change: a type1 container reports its
+ * DMA_AVAIL only once a group has joined it.
+ */
+static void entry_limit_apply(struct dme_engine *e)
+{
+	e->entry_limit = e->cfg.cache_budget_entries;
+	e->entry_limit_src = NULL;
+	if (e->geo.max_entries && e->geo.max_entries < e->entry_limit) {
+		e->entry_limit = e->geo.max_entries;
+		e->entry_limit_src = e->geo.max_entries_src ? e->geo.max_entries_src
+							    : "the backend's entry limit";
+	}
+}
+
+/*
  * Make the allocator follow @g: reserve whatever the base space allows but
  * @g does not (holes a device adds, a narrower window). Fails with
  * -EADDRINUSE, changing nothing, when a live mapping sits there.
@@ -820,6 +841,7 @@ static int geometry_apply(struct dme_engine *e, const struct be_geometry *g)
 	e->geo_rsv = rsv;
 	e->nr_geo_rsv = nr;
 	e->geo = *g;
+	entry_limit_apply(e);
 	return 0;
 }
 
@@ -1055,9 +1077,7 @@ static int engine_start(struct dme_engine *e)
 		dme_iova_space_destroy(e->iova);
 		return ret;
 	}
-	e->entry_limit = e->cfg.cache_budget_entries;
-	if (e->geo.max_entries && e->geo.max_entries < e->entry_limit)
-		e->entry_limit = e->geo.max_entries;
+	entry_limit_apply(e);
 	e->idle_budget = e->cfg.cache_budget_bytes ? e->cfg.cache_budget_bytes : memlock_budget();
 	return 0;
 }

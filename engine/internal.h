@@ -2,7 +2,8 @@
 /*
  * internal.h - engine entry points for dme's own tests (linked statically),
  * never exported: tests that drive the kernel beside the engine (the
- * iommufd mock domain) need the backend state and a geometry refresh.
+ * iommufd mock domain, the VM tier's probes of what the kernel really
+ * holds) need the backend state and a geometry refresh.
  */
 #ifndef DME_ENGINE_INTERNAL_H
 #define DME_ENGINE_INTERNAL_H
@@ -20,5 +21,9 @@ int dme__engine_refresh(struct dme_engine *e);
 
 /* /dev/iommu descriptor and IOAS id of an iommufd backend state. */
 int dme_iommufd_ids(void *be, int *fd, uint32_t *ioas);
+
+/* The /dev/vfio/vfio container descriptor of a vfio backend state (tests
+ * read DMA_AVAIL and probe mappings through it). */
+int dme_vfio_container(void *be);
 
 #endif

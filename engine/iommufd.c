@@ -277,6 +277,14 @@ static int ifd_attach(void *be, const char *dev)
 	}
 	struct vfio_device_bind_iommufd bind = {.argsz = sizeof(bind), .iommufd = b->fd};
 	ret = be_ioctl(fd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+	if (ret == -EINVAL || ret == -EBUSY) {
+		/* well-formed request: the kernel says EINVAL when the device is
+		 * already open through another cdev fd, EBUSY when its group is */
+		dme_err("iommufd: %s (%s) is in use: another engine or process has the device or its VFIO group open (BIND_IOMMUFD: %s)",
+			dev, path, strerror(-ret));
+		ret = -EBUSY;
+		goto err_close;
+	}
 	if (ret) {
 		dme_err("iommufd: BIND_IOMMUFD %s: %s", path, strerror(-ret));
 		goto err_close;

@@ -710,6 +710,7 @@ static int sim_geometry(void *be, struct be_geometry *geo)
 	}
 	geo->alignment = s->alignment;
 	geo->max_entries = s->max_entries;
+	geo->max_entries_src = "the simulator's entry limit (dme_sim_params.max_entries)";
 	geo->pgsize_bitmap = level_size(1);
 	for (unsigned lv = 2; !s->no_large && lv <= MAX_LEAF_LEVEL && lv <= s->levels; lv++)
 		geo->pgsize_bitmap |= level_size(lv);

@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "compiler.h"
 #include "devname.h"
+#include "internal.h"
 #include "ioctl.h"
 #include "log_internal.h"
 
@@ -151,6 +152,7 @@ static int vfio_geometry(void *be, struct be_geometry *g)
 		g->nr_ranges = 1;
 	}
 	g->max_entries = avail ? avail + b->live : 0;
+	g->max_entries_src = "the container's dma_entry_limit (vfio_iommu_type1.dma_entry_limit)";
 	g->ready = true;
 	return 0;
 }
@@ -225,7 +227,11 @@ static int vfio_attach(void *be, const char *dev)
 		int fd = open(path, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			ret = -errno;
-			dme_err("vfio: open %s: %s (bind %s to vfio-pci)", path, strerror(errno), dev);
+			if (ret == -EBUSY)
+				dme_err("vfio: %s: its group %s is in use: a VFIO group opens once, and another engine or process (or an iommufd cdev user) holds it",
+					dev, path);
+			else
+				dme_err("vfio: open %s: %s (bind %s to vfio-pci)", path, strerror(errno), dev);
 			return ret;
 		}
 		struct vfio_group_status st = {.argsz = sizeof(st)};
@@ -298,6 +304,12 @@ static void vfio_close(void *be)
 	}
 	close(b->container);
 	free(b);
+}
+
+/* For the VM tier's probes of the container (internal.h). */
+int dme_vfio_container(void *be)
+{
+	return ((struct vfio *)be)->container;
 }
 
 const struct be_ops be_vfio_ops = {

@@ -46,9 +46,13 @@ ok(info.get('iommu', {}).get('best_backend') in ('iommufd', 'vfio', 'sim'), 'inf
 ok(all({'node', 'page_kb', 'total', 'free'} <= set(p) for p in info.get('hugepages', [])),
    'every hugepage pool has node, page size, total, free')
 ok(info.get('numa', {}).get('nodes', 0) >= 1, 'info counts at least one NUMA node')
+ok(isinstance(info.get('devices'), list) and
+   all({'address', 'driver', 'numa_node', 'iommu_group', 'cdev'} <= set(d) for d in info['devices']),
+   'info lists the vfio-pci devices with address, numa_node, iommu_group and cdev')
 
 r = run('info')
-ok(r.returncode == 0 and 'best backend' in r.stdout, 'dme info prints a table')
+ok(r.returncode == 0 and 'best backend' in r.stdout and 'vfio-pci' in r.stdout,
+   'dme info prints a table, with a vfio-pci line')
 
 r = run('info', '--bogus')
 ok(r.returncode == 2 and 'unknown option' in r.stderr, 'unknown option exits 2 with a message')

@@ -298,6 +298,19 @@ static void test_budgets(void)
 	ok(balanced(e), "budget: stats balance");
 	dme_engine_close(e);
 
+	/* a backend limit below DME_CACHE_ENTRIES: the message names the backend's */
+	struct dme_sim_params sp = {.max_entries = 4};
+	ok_eq(dme_engine_open_sim(NULL, &sp, &e), 0, "a sim with an entry limit of 4");
+	good = 1;
+	for (int i = 0; i < 4; i++)
+		good &= dme_register(e, buf + 2 * i * PG, PG, DME_MAP_RW, &iova) == 0;
+	logcap_reset();
+	ok(good && dme_register(e, buf + 40 * PG, PG, DME_MAP_RW, &iova) == -ENOSPC,
+	   "the 5th mapping is -ENOSPC from the engine");
+	ok(strstr(logcap.last, "max_entries") != NULL && strstr(logcap.last, "DME_CACHE_ENTRIES") == NULL,
+	   "the message names the backend's limit, not DME_CACHE_ENTRIES");
+	dme_engine_close(e);
+
 	e = open_sim(0, 4 * PG);	/* keep at most 16K of idle mappings */
 	for (int i = 0; i < 8; i++) {
 		dme_register(e, buf + 2 * i * PG, PG, DME_MAP_RW, &iova);

@@ -2,17 +2,23 @@
 /*
  * cmd_info.c - `dme info [--json]`: what this machine offers a DMA engine:
  * IOMMU interfaces (/dev/iommu, VFIO container and cdevs, IOMMU groups),
- * hugepage pools per size and NUMA node, NUMA nodes, the kernel version.
+ * the PCI devices bound to vfio-pci (address, NUMA node, IOMMU group,
+ * cdev: what DME_DEVICE and DME_NUMA=device will use), hugepage pools per
+ * size and NUMA node, NUMA nodes, the kernel version.
  * Read-only; needs no privileges beyond reading sysfs.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+#include <dme/log.h>
+#include <dme/mem.h>
 
 #include "cli.h"
 
@@ -76,6 +82,86 @@ static size_t collect_node_pools(struct hp_pool *out, size_t max, int *nr_nodes)
 	return n;
 }
 
+#define VFIO_PCI_DIR "/sys/bus/pci/drivers/vfio-pci"
+
+/* A PCI function bound to vfio-pci. */
+struct vdev {
+	char addr[16];	/* 0000:41:00.0 */
+	char cls[16];	/* 0x010802 */
+	char vendor[8]; /* 0x1b36 */
+	char device[8]; /* 0x0010 */
+	int numa_node;	/* dme_pci_numa_node(); -1 when the platform does not say */
+	int group;	/* IOMMU group, -1 when none */
+	char cdev[64];	/* /dev/vfio/devices/vfioN, "" when none */
+};
+
+static void sysfs_attr(const char *addr, const char *attr, char *out, size_t len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", addr, attr);
+	if (read_text(path, out, len))
+		out[0] = 0;
+}
+
+static void fill_vdev(struct vdev *v)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	sysfs_attr(v->addr, "class", v->cls, sizeof(v->cls));
+	sysfs_attr(v->addr, "vendor", v->vendor, sizeof(v->vendor));
+	sysfs_attr(v->addr, "device", v->device, sizeof(v->device));
+	if (dme_pci_numa_node(v->addr, &v->numa_node))
+		v->numa_node = -1;
+	v->group = -1;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", v->addr);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		link[n] = 0;
+		const char *slash = strrchr(link, '/');
+		v->group = atoi(slash ? slash + 1 : link);
+	}
+	v->cdev[0] = 0;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", v->addr);
+	DIR *d = opendir(path);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)))
+			if (!strncmp(e->d_name, "vfio", 4)) {
+				snprintf(v->cdev, sizeof(v->cdev), "/dev/vfio/devices/%.40s",
+					 e->d_name);
+				break;
+			}
+		closedir(d);
+	}
+}
+
+static int cmp_vdev(const void *a, const void *b)
+{
+	return strcmp(((const struct vdev *)a)->addr, ((const struct vdev *)b)->addr);
+}
+
+/* The functions bound to vfio-pci, sorted by address. */
+static size_t collect_vfio_devices(struct vdev *out, size_t max)
+{
+	DIR *d = opendir(VFIO_PCI_DIR);
+	size_t n = 0;
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		unsigned dom, bus, slot, fn;
+		char tail;
+		if (sscanf(e->d_name, "%x:%x:%x.%x%c", &dom, &bus, &slot, &fn, &tail) != 4 ||
+		    dom > 0xffff || bus > 0xff || slot > 0x1f || fn > 7)
+			continue;
+		snprintf(out[n].addr, sizeof(out[n].addr), "%04x:%02x:%02x.%x", dom, bus, slot, fn);
+		fill_vdev(&out[n]);
+		n++;
+	}
+	closedir(d);
+	qsort(out, n, sizeof(out[0]), cmp_vdev);
+	return n;
+}
+
 static int cmp_pool(const void *a, const void *b)
 {
 	const struct hp_pool *x = a, *y = b;
@@ -114,6 +200,8 @@ int cmd_info(int argc, char **argv)
 	char online[128] = "";
 	read_text("/sys/devices/system/node/online", online, sizeof(online));
 	const char *best = iommufd && cdevs > 0 ? "iommufd" : vfio && groups > 0 ? "vfio" : "sim";
+	static struct vdev devs[64];
+	size_t nd = collect_vfio_devices(devs, 64);
 
 	if (json) {
 		struct jw w;
@@ -130,6 +218,20 @@ int cmd_info(int argc, char **argv)
 		jw_i64(&w, "iommu_groups", groups < 0 ? 0 : groups);
 		jw_str(&w, "best_backend", best);
 		jw_obj_end(&w);
+		jw_arr(&w, "devices");
+		for (size_t i = 0; i < nd; i++) {
+			jw_obj(&w, NULL);
+			jw_str(&w, "address", devs[i].addr);
+			jw_str(&w, "driver", "vfio-pci");
+			jw_str(&w, "class", devs[i].cls);
+			jw_str(&w, "vendor", devs[i].vendor);
+			jw_str(&w, "device", devs[i].device);
+			jw_i64(&w, "numa_node", devs[i].numa_node);
+			jw_i64(&w, "iommu_group", devs[i].group);
+			jw_str(&w, "cdev", devs[i].cdev);
+			jw_obj_end(&w);
+		}
+		jw_arr_end(&w);
 		jw_obj(&w, "numa");
 		jw_i64(&w, "nodes", nr_nodes);
 		jw_str(&w, "online", online);
@@ -154,6 +256,15 @@ int cmd_info(int argc, char **argv)
 	printf("vfio cdevs      %d\n", cdevs < 0 ? 0 : cdevs);
 	printf("iommu groups    %d\n", groups < 0 ? 0 : groups);
 	printf("best backend    %s\n", best);
+	if (!nd)
+		printf("vfio-pci        no device bound\n");
+	else
+		printf("vfio-pci        address       node  group  cdev"
+		       "                     class     id\n");
+	for (size_t i = 0; i < nd; i++)
+		printf("                %-12s  %4d  %5d  %-23s  %-8s  %s:%s\n", devs[i].addr,
+		       devs[i].numa_node, devs[i].group, devs[i].cdev[0] ? devs[i].cdev : "-",
+		       devs[i].cls, devs[i].vendor, devs[i].device);
 	printf("numa nodes      %d (online %s)\n", nr_nodes, online[0] ? online : "?");
 	printf("hugepages       node  page     total  free\n");
 	for (size_t i = 0; i < np; i++)

@@ -87,7 +87,8 @@ struct dme_engine_stats {
  * devices, then falls back to the simulator, saying so through the log hook.
  *
  * Return: 0, -EINVAL (bad config), -ENODEV (the asked-for backend is not
- * available here), -ENOMEM, or the backend's error.
+ * available here), -EBUSY (a device is in use by another engine or
+ * process), -ENOMEM, or the backend's error.
  */
 int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out);
 

@@ -30,6 +30,12 @@ _Noreturn void tap_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 
 bool tap_ok_rc(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* rc must be -1 with errno == want. */
 bool tap_errno(int rc, int want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* ret (a dme-style return: 0 or a negative errno) must be want (0 or -E). */
+bool tap_ret(int ret, int want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Prints "not ok N - desc # TODO reason" (or "ok ... # TODO" when cond holds):
+ * a known gap that must not fail the run. */
+bool tap_todo(bool cond, const char *reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* got == want, shown in hex when they differ. */
 bool tap_eq_u64(uint64_t got, uint64_t want, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
