@@ -24,31 +24,6 @@
 
 extern char **environ;
 
-void demo_stats_json(struct jw *w, const char *key, struct dme_engine *e)
-{
-	struct dme_engine_stats st;
-	dme_engine_stats(e, &st);
-	jw_obj(w, key);
-	jw_str(w, "backend", dme_engine_backend_name(e));
-	jw_u64(w, "map_calls", st.map_calls);
-	jw_u64(w, "unmap_calls", st.unmap_calls);
-	jw_u64(w, "bytes_mapped", st.bytes_mapped);
-	jw_u64(w, "live_mappings", st.live_mappings);
-	jw_u64(w, "pinned_bytes", st.pinned_bytes);
-	jw_u64(w, "registry_bytes", st.registry_bytes);
-	jw_u64(w, "active_mappings", st.active_mappings);
-	jw_u64(w, "idle_mappings", st.idle_mappings);
-	jw_u64(w, "pending_unmaps", st.pending_unmaps);
-	jw_u64(w, "cache_hits", st.cache_hits);
-	jw_u64(w, "evictions", st.evictions);
-	jw_u64(w, "faults", st.faults);
-	jw_u64(w, "meta_bytes", st.meta_bytes);
-	jw_bool(w, "invariants_hold", st.map_calls - st.unmap_calls == st.live_mappings &&
-					      st.pinned_bytes == st.registry_bytes &&
-					      dme_engine_check(e) == 0);
-	jw_obj_end(w);
-}
-
 struct demo {
 	struct dme_engine *e;
 	struct dme_dma_mem dma;
