@@ -1088,13 +1088,19 @@ static void engine_free(struct dme_engine *e)
 	free(e);
 }
 
-DME_EXPORT int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out)
+/*
+ * Every way of opening an engine: @open_be sets e->ops and e->be (the
+ * engine's config is already in place), then the engine starts on it.
+ */
+static int engine_open_with(const struct dme_config *cfg,
+			    int (*open_be)(struct dme_engine *e, const void *arg), const void *arg,
+			    struct dme_engine **out)
 {
 	int ret;
 	struct dme_engine *e = engine_new(cfg, &ret);
 	if (!e)
 		return ret;
-	ret = open_backend(e);
+	ret = open_be(e, arg);
 	if (ret)
 		goto err_free;
 	ret = engine_start(e);
@@ -1109,27 +1115,27 @@ err_free:
 	return ret;
 }
 
+static int open_configured(struct dme_engine *e, const void *arg)
+{
+	(void)arg;
+	return open_backend(e);
+}
+
+DME_EXPORT int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out)
+{
+	return engine_open_with(cfg, open_configured, NULL, out);
+}
+
+static int open_sim_params(struct dme_engine *e, const void *params)
+{
+	e->ops = &be_sim_ops;
+	return dme_sim_open(params, &e->be);
+}
+
 DME_EXPORT int dme_engine_open_sim(const struct dme_config *cfg,
 				   const struct dme_sim_params *params, struct dme_engine **out)
 {
-	int ret;
-	struct dme_engine *e = engine_new(cfg, &ret);
-	if (!e)
-		return ret;
-	e->ops = &be_sim_ops;
-	ret = dme_sim_open(params, &e->be);
-	if (ret)
-		goto err_free;
-	ret = engine_start(e);
-	if (ret)
-		goto err_close;
-	*out = e;
-	return 0;
-err_close:
-	e->ops->close(e->be);
-err_free:
-	engine_free(e);
-	return ret;
+	return engine_open_with(cfg, open_sim_params, params, out);
 }
 
 DME_EXPORT void dme_engine_close(struct dme_engine *e)
@@ -1254,33 +1260,26 @@ DME_EXPORT int dme_engine_check(struct dme_engine *e)
 /* ---------------------------------------------------------------------- */
 /* Sharing pinned pages with a second address space                        */
 
+/* A sibling shares the source's backend instance (lock held by the caller). */
+static int open_sibling_be(struct dme_engine *e, const void *src_)
+{
+	const struct dme_engine *src = src_;
+	e->ops = src->ops;
+	return src->ops->sibling(src->be, &e->cfg, &e->be);
+}
+
 DME_EXPORT int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine **out)
 {
 	if (!src->ops->sibling || !src->ops->copy) {
 		dme_err("%s: no second address space can share this one's pages", src->ops->name);
 		return -EOPNOTSUPP;
 	}
-	int ret;
-	struct dme_engine *e = engine_new(&src->cfg, &ret);
-	if (!e)
-		return ret;
-	e->cfg.nr_devices = 0;
-	e->cfg.allow_iovas_set = false;
-	e->ops = src->ops;
+	struct dme_config cfg = src->cfg;
+	cfg.nr_devices = 0;
+	cfg.allow_iovas_set = false;
 	pthread_mutex_lock(&src->lock);
-	ret = src->ops->sibling(src->be, &e->cfg, &e->be);
+	int ret = engine_open_with(&cfg, open_sibling_be, src, out);
 	pthread_mutex_unlock(&src->lock);
-	if (ret)
-		goto err_free;
-	ret = engine_start(e);
-	if (ret)
-		goto err_close;
-	*out = e;
-	return 0;
-err_close:
-	e->ops->close(e->be);
-err_free:
-	engine_free(e);
 	return ret;
 }
 

@@ -17,7 +17,7 @@
  * A request is cut into the largest leaves its IOVA and VA alignment and its
  * length allow, so 2 MiB-aligned runs get 2 MiB entries.
  *
- * Areas. An AVL tree keyed by IOVA holds every mapping as it was created by
+ * Areas. An AVL tree (common/avl.h) keyed by IOVA holds every mapping as it was created by
  * one map request or one piece of a copy. It is the authority for the
  * overlap (-EEXIST), exact-unmap (-ENOENT) and entry-limit (-ENOSPC) checks,
  * each O(log n). Invariants (dme_sim_check()): areas are disjoint; every
@@ -49,6 +49,7 @@
 
 #include <dme/sim.h>
 
+#include "avl.h"
 #include "backend.h"
 #include "compiler.h"
 #include "log_internal.h"
@@ -75,10 +76,9 @@ _Static_assert(DME_SIM_MAX_RANGES <= BE_MAX_RANGES, "geometry cannot hold the ra
 typedef _Atomic uint64_t pte_t;
 
 struct area {
-	struct area *l, *r;
+	struct avl_node node;	/* key: iova */
 	uint64_t iova, last, va;
 	unsigned prot;
-	int height;
 };
 
 struct inject {
@@ -98,7 +98,7 @@ struct dme_sim {
 	struct dme_iova_range attach_rsv;
 
 	pte_t *root;
-	struct area *areas;
+	struct avl areas;	/* struct area by IOVA */
 	uint64_t nr_areas;
 	void **retired;
 	size_t nr_retired, cap_retired;
@@ -139,144 +139,31 @@ static inline bool pte_is_leaf(uint64_t v, unsigned lv)
 	return lv == 1 || (v & PTE_PS);
 }
 
-/* ---- the area tree (AVL keyed by iova) ---------------------------------- */
+/* ---- the area tree (common/avl.h, keyed by iova) ------------------------- */
 
-static int height(const struct area *a)
+static inline struct area *area_of(struct avl_node *n)
 {
-	return a ? a->height : 0;
-}
-
-static void fix_height(struct area *a)
-{
-	int hl = height(a->l), hr = height(a->r);
-	a->height = 1 + (hl > hr ? hl : hr);
-}
-
-static struct area *rot_right(struct area *y)
-{
-	struct area *x = y->l;
-	y->l = x->r;
-	x->r = y;
-	fix_height(y);
-	fix_height(x);
-	return x;
-}
-
-static struct area *rot_left(struct area *x)
-{
-	struct area *y = x->r;
-	x->r = y->l;
-	y->l = x;
-	fix_height(x);
-	fix_height(y);
-	return y;
-}
-
-static struct area *rebalance(struct area *n)
-{
-	fix_height(n);
-	int b = height(n->l) - height(n->r);
-	if (b > 1) {
-		if (height(n->l->l) < height(n->l->r))
-			n->l = rot_left(n->l);
-		return rot_right(n);
-	}
-	if (b < -1) {
-		if (height(n->r->r) < height(n->r->l))
-			n->r = rot_right(n->r);
-		return rot_left(n);
-	}
-	return n;
-}
-
-static struct area *avl_insert(struct area *n, struct area *x)
-{
-	if (!n) {
-		x->l = x->r = NULL;
-		x->height = 1;
-		return x;
-	}
-	if (x->iova < n->iova)
-		n->l = avl_insert(n->l, x);
-	else
-		n->r = avl_insert(n->r, x);
-	return rebalance(n);
-}
-
-static struct area *avl_pop_min(struct area *n, struct area **min)
-{
-	if (!n->l) {
-		*min = n;
-		return n->r;
-	}
-	n->l = avl_pop_min(n->l, min);
-	return rebalance(n);
-}
-
-static struct area *avl_remove(struct area *n, uint64_t iova)
-{
-	if (!n)
-		return NULL;
-	if (iova < n->iova) {
-		n->l = avl_remove(n->l, iova);
-	} else if (iova > n->iova) {
-		n->r = avl_remove(n->r, iova);
-	} else {
-		struct area *l = n->l, *r = n->r, *m;
-		if (!r)
-			return l;
-		r = avl_pop_min(r, &m);
-		m->l = l;
-		m->r = r;
-		return rebalance(m);
-	}
-	return rebalance(n);
+	return n ? container_of(n, struct area, node) : NULL;
 }
 
 /* The area with the largest start <= @iova, or NULL. */
-static struct area *area_floor(struct area *n, uint64_t iova)
+static struct area *area_floor(struct dme_sim *s, uint64_t iova)
 {
-	struct area *best = NULL;
-	while (n) {
-		if (n->iova <= iova) {
-			best = n;
-			n = n->r;
-		} else {
-			n = n->l;
-		}
-	}
-	return best;
+	return area_of(avl_floor(&s->areas, iova));
 }
 
 /* The area with the smallest start >= @iova, or NULL. */
-static struct area *area_ceil(struct area *n, uint64_t iova)
+static struct area *area_ceil(struct dme_sim *s, uint64_t iova)
 {
-	struct area *best = NULL;
-	while (n) {
-		if (n->iova >= iova) {
-			best = n;
-			n = n->l;
-		} else {
-			n = n->r;
-		}
-	}
-	return best;
+	struct avl_node *n = avl_find(&s->areas, iova);
+	return area_of(n ? n : avl_next(&s->areas, iova));
 }
 
 /* The area containing @iova, or NULL. */
 static struct area *area_at(struct dme_sim *s, uint64_t iova)
 {
-	struct area *a = area_floor(s->areas, iova);
+	struct area *a = area_floor(s, iova);
 	return a && a->last >= iova ? a : NULL;
-}
-
-static void areas_free(struct area *n)
-{
-	if (!n)
-		return;
-	areas_free(n->l);
-	areas_free(n->r);
-	free(n);
 }
 
 /* ---- page-table pages ---------------------------------------------------- */
@@ -513,7 +400,7 @@ static int check_new(struct dme_sim *s, uint64_t iova, uint64_t len, unsigned pr
 			what, iova, last, s->aw);
 		return -EINVAL;
 	}
-	struct area *a = area_floor(s->areas, last);
+	struct area *a = area_floor(s, last);
 	if (a && a->last >= iova) {
 		dme_err("sim: %s of [0x%" PRIx64 ", 0x%" PRIx64 "] overlaps the mapping [0x%" PRIx64
 			", 0x%" PRIx64 "]",
@@ -545,7 +432,8 @@ static int area_create(struct dme_sim *s, uint64_t iova, uint64_t va, uint64_t l
 		return ret;
 	}
 	*a = (struct area){.iova = iova, .last = iova + len - 1, .va = va, .prot = prot};
-	s->areas = avl_insert(s->areas, a);
+	a->node.key = a->iova;
+	avl_insert(&s->areas, &a->node);
 	s->nr_areas++;
 	s->st.mappings_created++;
 	s->st.bytes_mapped += len;
@@ -557,7 +445,7 @@ static void area_destroy(struct dme_sim *s, struct area *a)
 {
 	uint64_t len = a->last - a->iova + 1;
 	pt_clear(s, a->iova, len);
-	s->areas = avl_remove(s->areas, a->iova);
+	avl_remove(&s->areas, &a->node);
 	s->nr_areas--;
 	s->st.mappings_removed++;
 	s->st.bytes_unmapped += len;
@@ -581,8 +469,8 @@ static int map_one(struct dme_sim *s, const struct be_map *r)
 
 static int unmap_all(struct dme_sim *s)
 {
-	while (s->areas)
-		area_destroy(s, s->areas);
+	while (s->areas.root)
+		area_destroy(s, area_of(s->areas.root));
 	return 0;
 }
 
@@ -601,9 +489,9 @@ static int unmap_one(struct dme_sim *s, const struct be_unmap *r)
 			r->len);
 		return -EOVERFLOW;
 	}
-	struct area *a = area_floor(s->areas, r->iova);
+	struct area *a = area_floor(s, r->iova);
 	if (!a || a->last < r->iova)
-		a = area_ceil(s->areas, r->iova);
+		a = area_ceil(s, r->iova);
 	uint64_t want = r->iova;
 	const char *why = NULL;
 	for (;;) {
@@ -627,7 +515,7 @@ static int unmap_one(struct dme_sim *s, const struct be_unmap *r)
 		if (a->last == last)
 			break;
 		want = a->last + 1;
-		a = area_ceil(s->areas, want);
+		a = area_ceil(s, want);
 	}
 	if (why) {
 		if (a && a->iova <= last)
@@ -640,7 +528,7 @@ static int unmap_one(struct dme_sim *s, const struct be_unmap *r)
 		return -ENOENT;
 	}
 	for (uint64_t at = r->iova;;) {
-		a = area_floor(s->areas, at);
+		a = area_floor(s, at);
 		uint64_t a_last = a->last;
 		area_destroy(s, a);
 		if (a_last == last)
@@ -857,7 +745,7 @@ static int sim_attach(void *be, const char *dev)
 	if (s->has_rsv && !s->nr_devs) {
 		/* like iommufd: a device whose reserved region holds mappings
 		 * cannot be attached */
-		struct area *a = area_floor(s->areas, s->attach_rsv.last);
+		struct area *a = area_floor(s, s->attach_rsv.last);
 		if (a && a->last >= s->attach_rsv.start) {
 			dme_err("sim: %s reserves [0x%" PRIx64 ", 0x%" PRIx64 "] which holds mappings",
 				dev, s->attach_rsv.start, s->attach_rsv.last);
@@ -1195,17 +1083,18 @@ static void census_table(const pte_t *t, unsigned lv, struct census *c)
 	}
 }
 
-static int check_areas(struct dme_sim *s, const struct area *a, const struct area **prev,
+static int check_areas(struct dme_sim *s, struct avl_node *n, const struct area **prev,
 		       uint64_t *count)
 {
-	if (!a)
+	if (!n)
 		return 0;
-	int hl = height(a->l), hr = height(a->r);
-	if (a->height != 1 + (hl > hr ? hl : hr) || hl - hr > 1 || hr - hl > 1) {
-		dme_err("sim check: AVL height broken at area 0x%" PRIx64, a->iova);
+	const struct area *a = area_of(n);
+	int hl = n->l ? n->l->h : 0, hr = n->r ? n->r->h : 0;
+	if (n->h != 1 + (hl > hr ? hl : hr) || hl - hr > 1 || hr - hl > 1 || n->key != a->iova) {
+		dme_err("sim check: AVL height or key broken at area 0x%" PRIx64, a->iova);
 		return -EUCLEAN;
 	}
-	int ret = check_areas(s, a->l, prev, count);
+	int ret = check_areas(s, n->l, prev, count);
 	if (ret)
 		return ret;
 	if (a->last < a->iova || (*prev && (*prev)->last >= a->iova)) {
@@ -1229,14 +1118,14 @@ static int check_areas(struct dme_sim *s, const struct area *a, const struct are
 		if (!at)
 			break;
 	}
-	return check_areas(s, a->r, prev, count);
+	return check_areas(s, n->r, prev, count);
 }
 
 DME_EXPORT int dme_sim_check(struct dme_sim *sim)
 {
 	const struct area *prev = NULL;
 	uint64_t count = 0;
-	int ret = check_areas(sim, sim->areas, &prev, &count);
+	int ret = check_areas(sim, sim->areas.root, &prev, &count);
 	if (ret)
 		return ret;
 	if (count != sim->nr_areas ||
@@ -1363,7 +1252,11 @@ DME_EXPORT void dme_sim_close(struct dme_sim *sim)
 {
 	if (!sim)
 		return;
-	areas_free(sim->areas);
+	while (sim->areas.root) {
+		struct area *a = area_of(sim->areas.root);
+		avl_remove(&sim->areas, &a->node);
+		free(a);
+	}
 	table_free_all(sim->root, sim->levels);
 	for (size_t i = 0; i < sim->nr_retired; i++)
 		free(sim->retired[i]);
