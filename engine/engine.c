@@ -316,29 +316,35 @@ static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t 
 		struct dme_region_req *q = &reqs[i];
 		uint64_t va = (uintptr_t)q->va, end = va + q->len;
 		unsigned prot = prot_of(q->flags);
-		struct region *r = region_at(e, va);
+		/* one look-up settles the common cases: the last region starting
+		 * before @end either misses [va, end) (nothing overlaps) or holds
+		 * all of it (a hit); anything else takes the loop below */
+		struct region *f = va_region(avl_floor(&e->by_va, end - 1));
 		hit[i] = NULL;
-		if (r && end - r->va <= r->len && (r->prot & prot) == prot) {
-			hit[i] = r;
-			continue;
-		}
-		/* anything overlapping that is idle can go; active is a conflict */
-		for (;;) {
-			struct region *o = region_at(e, va);
-			if (!o) {
-				o = va_region(avl_next(&e->by_va, va));
-				if (o && o->va >= end)
-					o = NULL;
+		if (f && f->va + f->len > va) {
+			if (f->va <= va && end - f->va <= f->len && (f->prot & prot) == prot) {
+				hit[i] = f;
+				continue;
 			}
-			if (!o)
-				break;
-			if (o->state != R_IDLE) {
-				dme_err("register: [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps registered [0x%" PRIx64 ", 0x%" PRIx64 ")%s",
-					va, end, o->va, o->va + o->len,
-					r == o ? " with fewer permissions" : " without being inside it");
-				return -EBUSY;
+			struct region *r = region_at(e, va);
+			/* anything overlapping that is idle can go; active is a conflict */
+			for (;;) {
+				struct region *o = region_at(e, va);
+				if (!o) {
+					o = va_region(avl_next(&e->by_va, va));
+					if (o && o->va >= end)
+						o = NULL;
+				}
+				if (!o)
+					break;
+				if (o->state != R_IDLE) {
+					dme_err("register: [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps registered [0x%" PRIx64 ", 0x%" PRIx64 ")%s",
+						va, end, o->va, o->va + o->len,
+						r == o ? " with fewer permissions" : " without being inside it");
+					return -EBUSY;
+				}
+				region_evict(e, o);
 			}
-			region_evict(e, o);
 		}
 		struct run *last = nr ? &runs[nr - 1] : NULL;
 		if (last && va < last->va + last->len) {
