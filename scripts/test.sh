@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds dme and runs every test suite:
 #   build/        --werror: unit, stress, vm (QEMU real-kernel tier)
+#   build-asan/   -Db_sanitize=address,undefined: the unit suite (leaks included)
 #   build-tsan/   -Db_sanitize=thread: the stress suite
 #   build-fuzz/   clang + libFuzzer (ASan/UBSan): a short fuzz run
 # Fresh Debian 12 machine: installs what it needs (apt packages, hugepages).
@@ -23,6 +24,13 @@ setup() {	# dir, args...
 
 setup "$prefix" --werror -Dvm_tests=enabled || exit 1
 meson test -C "$prefix" --print-errorlogs --num-processes 2 "$@" || rc=1
+
+if setup "$prefix-asan" --werror -Db_sanitize=address,undefined -Dvm_tests=disabled; then
+	meson test -C "$prefix-asan" --suite unit --print-errorlogs || rc=1
+else
+	echo "dme: the AddressSanitizer build failed" >&2
+	rc=1
+fi
 
 if setup "$prefix-tsan" --werror -Db_sanitize=thread -Dvm_tests=disabled; then
 	meson test -C "$prefix-tsan" --suite stress --print-errorlogs || rc=1
