@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --vm || exit 1
 scripts/hugepages.sh 64
 
-prefix=${DME_BUILDDIR_OVERRIDE:-build}
+prefix=${DMETEST_BUILDDIR:-build}
 rc=0
 
 setup() {	# dir, args...

@@ -300,7 +300,12 @@ static void test_budgets(void)
 
 	/* a backend limit below DME_CACHE_ENTRIES: the message names the backend's */
 	struct dme_sim_params sp = {.max_entries = 4};
-	ok_eq(dme_engine_open_sim(NULL, &sp, &e), 0, "a sim with an entry limit of 4");
+	int oret = dme_engine_open_sim(NULL, &sp, &e);
+	ok_eq(oret, 0, "a sim with an entry limit of 4");
+	if (oret) {
+		munmap(buf, 64 * PG);
+		return;
+	}
 	good = 1;
 	for (int i = 0; i < 4; i++)
 		good &= dme_register(e, buf + 2 * i * PG, PG, DME_MAP_RW, &iova) == 0;
