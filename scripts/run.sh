@@ -9,7 +9,7 @@ scripts/install-deps.sh
 scripts/hugepages.sh 64
 
 builddir=build
-[ -f "$builddir/build.ninja" ] || meson setup "$builddir" --werror
+[ -f "$builddir/build.ninja" ] || meson setup "$builddir" -Dwerror=true
 ninja -C "$builddir" tools/dme
 ./"$builddir"/tools/dme info
 echo

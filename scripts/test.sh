@@ -15,24 +15,28 @@ scripts/hugepages.sh 64
 prefix=${DMETEST_BUILDDIR:-build}
 rc=0
 
-setup() {	# dir, args...
+setup() {	# dir, -Doptions...: configure (or re-apply the options), then build
 	local dir=$1
 	shift
-	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null || return 1
+	if [ -f "$dir/build.ninja" ]; then
+		meson configure "$dir" "$@" >/dev/null || return 1
+	else
+		meson setup "$dir" "$@" >/dev/null || return 1
+	fi
 	ninja -C "$dir"
 }
 
-setup "$prefix" --werror -Dvm_tests=enabled || exit 1
+setup "$prefix" -Dwerror=true -Dvm_tests=enabled || exit 1
 meson test -C "$prefix" --print-errorlogs --num-processes 2 "$@" || rc=1
 
-if setup "$prefix-asan" --werror -Db_sanitize=address,undefined -Dvm_tests=disabled; then
+if setup "$prefix-asan" -Dwerror=true -Db_sanitize=address,undefined -Dvm_tests=disabled; then
 	meson test -C "$prefix-asan" --suite unit --print-errorlogs || rc=1
 else
 	echo "dme: the AddressSanitizer build failed" >&2
 	rc=1
 fi
 
-if setup "$prefix-tsan" --werror -Db_sanitize=thread -Dvm_tests=disabled; then
+if setup "$prefix-tsan" -Dwerror=true -Db_sanitize=thread -Dvm_tests=disabled; then
 	meson test -C "$prefix-tsan" --suite stress --print-errorlogs || rc=1
 else
 	echo "dme: the ThreadSanitizer build failed" >&2
