@@ -549,6 +549,10 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			cong = 2u << 20;
 		if (e->geo.needs_pa)	/* IOVA == physical address (split above) */
 			ret = dme_iova_alloc_fixed(e->iova, u->iova, size);
+		else if (is_pow2(size) && cong <= size && !(u->va & (cong - 1)))
+			/* an aligned IOVA is congruent too; small power-of-two runs
+			 * then come from the allocator's per-thread caches */
+			ret = dme_iova_alloc(e->iova, size, cong, &u->iova);
 		else
 			ret = dme_iova_alloc_congruent(e->iova, size, cong, u->va, &u->iova);
 		if (ret) {

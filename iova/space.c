@@ -811,6 +811,7 @@ static int bad_free(struct dme_iova_space *s, uint64_t iova, uint64_t size, cons
 static void quarantine_locked(struct dme_iova_space *s, struct node *n)
 {
 	account(s, n, -1);
+	n->from_cache = n->kind == N_CACHE;
 	n->kind = N_QUAR;
 	n->epoch = s->epoch;
 	n->qnext = NULL;
@@ -963,10 +964,38 @@ DME_EXPORT uint64_t dme_iova_seal(struct dme_iova_space *s)
 	return e;
 }
 
+/*
+ * A released range that came from the caches goes back into the caller's
+ * magazines (FREE), so the next allocation of its size is a cache hit and
+ * the tree is not touched twice. Falls back to the tree on any shortage.
+ */
+static bool release_to_cache_locked(struct dme_iova_space *s, struct tcache *tc, struct node *n)
+{
+	uint32_t slot;
+	if (!tc || !n->from_cache || !s->cache)
+		return false;
+	if (slot_get_locked(s, n->start, n->cls, &slot))
+		return false;
+	if (idx_insert_locked(s, n->start, slot)) {
+		slot_put_locked(s, slot);
+		return false;
+	}
+	account(s, n, -1);
+	n->kind = N_CACHE;
+	n->from_cache = 0;
+	n->slot = slot;
+	account(s, n, 1);
+	cache_put_locked(s, tc, n->cls, n->start, slot);
+	return true;
+}
+
 DME_EXPORT int64_t dme_iova_release(struct dme_iova_space *s, uint64_t epoch)
 {
 	int64_t released = 0;
+	struct tcache *tc = s->cache ? tcache_get(s) : NULL;
 	pthread_mutex_lock(&s->lock);
+	if (tc)
+		tcache_sync_flush_locked(s, tc);
 	if (epoch >= s->epoch) {
 		pthread_mutex_unlock(&s->lock);
 		dme_err("dme_iova_release: epoch %" PRIu64 " has not been sealed", epoch);
@@ -977,7 +1006,8 @@ DME_EXPORT int64_t dme_iova_release(struct dme_iova_space *s, uint64_t epoch)
 		s->q_head = n->qnext;
 		if (!s->q_head)
 			s->q_tail = NULL;
-		remove_locked(s, n);
+		if (!release_to_cache_locked(s, tc, n))
+			remove_locked(s, n);
 		released++;
 	}
 	pthread_mutex_unlock(&s->lock);

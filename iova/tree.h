@@ -32,6 +32,7 @@ struct node {
 	int height;
 	uint8_t kind;
 	uint8_t cls;		/* CACHE: size class */
+	uint8_t from_cache;	/* QUAR: was a CACHE range; returns to the caches */
 	uint32_t slot;		/* CACHE: state slot (space.c) */
 	uint64_t epoch;		/* QUAR: epoch it was deferred in */
 	struct node *qnext;	/* QUAR: FIFO link */

@@ -277,6 +277,26 @@ static void test_quarantine(bool cache)
 	dme_iova_space_destroy(s);
 }
 
+static void test_release_to_cache(void)
+{
+	struct dme_iova_space *s = mk(vtd, 2, K4, true);
+	uint64_t a, b;
+	dme_iova_alloc(s, 0x8000, K4, &a);
+	ok_eq(dme_iova_free_deferred(s, a, 0x8000), 0, "release: defer a cached-size range");
+	struct dme_iova_stats st0, st1;
+	dme_iova_stats(s, &st0);
+	ok_eq(dme_iova_release(s, dme_iova_seal(s)), 1, "release: one range released");
+	dme_iova_stats(s, &st1);
+	ok(st1.cached_ranges == st0.cached_ranges + 1 && st1.quarantined_ranges == 0,
+	   "release: it went back into this thread's magazine, not the tree");
+	ok_eq(dme_iova_alloc(s, 0x8000, K4, &b), 0, "release: allocate that size again");
+	ok(b == a, "release: the released IOVA comes straight from the cache");
+	ok_eq(dme_iova_free(s, b, 0x8000), 0, "release: and frees normally");
+	ok_eq(dme_iova_free(s, b, 0x8000), -EINVAL, "release: a double free is still caught");
+	ok_eq(dme_iova_check(s), 0, "release: invariants hold");
+	dme_iova_space_destroy(s);
+}
+
 static void test_full_space(void)
 {
 	/* a fresh IOAS reports [0, UINT64_MAX], alignment 1 */
@@ -352,6 +372,7 @@ int main(void)
 	test_cache_double_free();
 	test_quarantine(false);
 	test_quarantine(true);
+	test_release_to_cache();
 	test_full_space();
 	test_thread_exit();
 	return tap_done();
