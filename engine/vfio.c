@@ -65,12 +65,21 @@ static int vfio_open(const struct dme_config *cfg, void **out)
 		return ret;
 	}
 	int ret = be_ioctl(b->container, VFIO_GET_API_VERSION, NULL);
+	if (ret < 0) {
+		dme_err("vfio: GET_API_VERSION: %s", strerror(-ret));
+		goto err;
+	}
 	if (ret != VFIO_API_VERSION) {
 		dme_err("vfio: API version %d, dme speaks %d", ret, VFIO_API_VERSION);
 		ret = -EPROTO;
 		goto err;
 	}
-	if (be_ioctl(b->container, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)VFIO_TYPE1v2_IOMMU) <= 0) {
+	ret = be_ioctl(b->container, VFIO_CHECK_EXTENSION, (void *)(uintptr_t)VFIO_TYPE1v2_IOMMU);
+	if (ret < 0) {
+		dme_err("vfio: CHECK_EXTENSION(TYPE1v2): %s", strerror(-ret));
+		goto err;
+	}
+	if (ret == 0) {
 		dme_err("vfio: the container has no type1v2 IOMMU (vfio_iommu_type1 not loaded?)");
 		ret = -EOPNOTSUPP;
 		goto err;
