@@ -502,6 +502,23 @@ static void test_dma_memory(void)
 	hp_release(&hr);
 }
 
+static void noiommu_no_cap(struct child_results *cr, void *arg)
+{
+	(void)arg;
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = DME_BACKEND_NOIOMMU;
+	struct dme_engine *e = NULL;
+	int dropped = drop_cap(21 /* CAP_SYS_ADMIN */);
+	logcap_reset();
+	int ret = dme_engine_open(&c, &e);
+	char d[64];
+	snprintf(d, sizeof(d), "drop %d, open %d", dropped, ret);
+	child_ok(cr, dropped == 0 && ret == -EPERM && !e, "without CAP_SYS_ADMIN open is -EPERM", d);
+	child_ok(cr, strstr(logcap.last, "CAP_SYS_ADMIN") != NULL, "the message names CAP_SYS_ADMIN",
+		 logcap.last);
+}
+
 static void test_noiommu(void)
 {
 	struct hp_res hr;
@@ -543,6 +560,7 @@ static void test_noiommu(void)
 	dme_engine_close(e);
 	munmap(small, PG);
 	hp_release(&hr);
+	run_in_child("noiommu", noiommu_no_cap, NULL);
 }
 
 int main(void)
