@@ -554,22 +554,6 @@ struct memlock_result {
 	char msg[200];
 };
 
-static int drop_cap_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d) != 0)
-		return -1;
-	d[0].effective &= ~(1u << CAP_IPC_LOCK);
-	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
-	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
-	if (syscall(SYS_capset, &h, d) != 0)
-		return -1;
-	if (syscall(SYS_capget, &h, d) != 0)
-		return -1;
-	return (d[0].effective & (1u << CAP_IPC_LOCK)) ? -1 : 0;
-}
 
 /* The child uses the engine it inherited: same /dev/iommu, same IOAS. */
 static void memlock_child(struct dme_engine *e, struct dg_ifd *k, int out)
@@ -580,7 +564,7 @@ static void memlock_child(struct dme_engine *e, struct dg_ifd *k, int out)
 	uint8_t *buf = vm_small_alloc(4 * SZ_1M);
 	uint64_t iova, x;
 
-	r.cap_dropped = drop_cap_ipc_lock() == 0;
+	r.cap_dropped = vm_drop_cap_ipc_lock() == 0;
 	if (!buf || setrlimit(RLIMIT_MEMLOCK, &lim) != 0)
 		r.big_ret = 1;
 	dg_log_reset();

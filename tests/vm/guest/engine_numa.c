@@ -37,29 +37,6 @@
 
 #include "cli.h"
 
-/* Node of every page of [p, +n pages of pgsz) per move_pages(2): the node
- * they all share, -2 if they differ, or -errno. */
-static int nodes_of(const void *p, size_t n, size_t pgsz)
-{
-	void *pages[512];
-	int status[512], node = -1;
-
-	if (n > 512)
-		n = 512;
-	for (size_t i = 0; i < n; i++)
-		pages[i] = (char *)p + i * pgsz;
-	if (syscall(SYS_move_pages, 0, (unsigned long)n, pages, NULL, status, 0) != 0)
-		return -errno;
-	for (size_t i = 0; i < n; i++) {
-		if (status[i] < 0)
-			return status[i];
-		if (node == -1)
-			node = status[i];
-		else if (node != status[i])
-			return -2000;
-	}
-	return node;
-}
 
 /* ---- dme info, in-process -------------------------------------------------- */
 
@@ -289,7 +266,7 @@ int main(void)
 		tap_check(m->node_wanted == 1 && m->node_actual == 1 && m->pages_misplaced == 0 &&
 			      m->fallbacks == 0,
 			  "... dme says: wanted node 1, all on node 1, no fallback");
-		tap_eq_u64((uint64_t)(int64_t)nodes_of(m->va, m->len / SZ_2M, SZ_2M), 1,
+		tap_eq_u64((uint64_t)(int64_t)vm_pages_node(m->va, m->len / SZ_2M, SZ_2M), 1,
 			   "... move_pages: every hugepage is on node 1");
 		check_engine(far, m);
 		dme_mem_free(m);
@@ -299,7 +276,7 @@ int main(void)
 	m = alloc_for(far->bdf, DME_HUGEPAGE_NONE, 64 * SZ_4K, &p);
 	if (tap_check(m != NULL && m->page_size == SZ_4K,
 		      "dme_mem_alloc 256 KiB of 4 KiB pages for it")) {
-		tap_eq_u64((uint64_t)(int64_t)nodes_of(m->va, 64, SZ_4K), 1,
+		tap_eq_u64((uint64_t)(int64_t)vm_pages_node(m->va, 64, SZ_4K), 1,
 			   "... move_pages: every 4 KiB page is on node 1");
 		dme_mem_free(m);
 	}

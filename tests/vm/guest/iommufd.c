@@ -55,23 +55,6 @@ struct memlock_result {
 	uint64_t unmapped;
 };
 
-static int drop_cap_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d) != 0)
-		return -1;
-	d[0].effective &= ~(1u << CAP_IPC_LOCK);
-	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
-	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
-	if (syscall(SYS_capset, &h, d) != 0)
-		return -1;
-	memset(d, 0, sizeof(d));
-	if (syscall(SYS_capget, &h, d) != 0)
-		return -1;
-	return (d[0].effective & (1u << CAP_IPC_LOCK)) ? -1 : 0;
-}
 
 static void memlock_child(uint32_t ioas, int out_fd)
 {
@@ -80,7 +63,7 @@ static void memlock_child(uint32_t ioas, int out_fd)
 	struct rlimit high = { .rlim_cur = 64 * SZ_1M, .rlim_max = 64 * SZ_1M };
 	void *buf = vm_small_alloc(SZ_1M);
 
-	r.cap_dropped = drop_cap_ipc_lock() == 0;
+	r.cap_dropped = vm_drop_cap_ipc_lock() == 0;
 	if (buf && setrlimit(RLIMIT_MEMLOCK, &low) == 0) {
 		r.low_rc = ioas_map_fixed(ioas, buf, SZ_1M, IOVA_CHILD);
 		r.low_errno = errno;

@@ -33,30 +33,6 @@ static long sys_set_mempolicy(int mode, const unsigned long *mask)
 	return syscall(SYS_set_mempolicy, mode, mask, mask ? MAXNODE : 0);
 }
 
-/* Node of every page in [p, p + n pages), via move_pages(2) in query mode.
- * Returns the node all of them are on, -2 if they differ, or -errno. */
-static int nodes_of(void *p, int n, size_t pgsz)
-{
-	void *pages[64];
-	int status[64];
-	int node = -1;
-
-	if (n > 64)
-		n = 64;
-	for (int i = 0; i < n; i++)
-		pages[i] = (char *)p + (size_t)i * pgsz;
-	if (syscall(SYS_move_pages, 0, (unsigned long)n, pages, NULL, status, 0) != 0)
-		return -errno;
-	for (int i = 0; i < n; i++) {
-		if (status[i] < 0)
-			return status[i];
-		if (node == -1)
-			node = status[i];
-		else if (node != status[i])
-			return -2000;
-	}
-	return node;
-}
 
 static void *anon(size_t len, int flags)
 {
@@ -67,7 +43,7 @@ static void *anon(size_t len, int flags)
 
 static void check_on_node(void *p, int n, size_t pgsz, int want, const char *what)
 {
-	int got = nodes_of(p, n, pgsz);
+	int got = vm_pages_node(p, n, pgsz);
 
 	tap_check(got == want, "%s: move_pages reports all %d pages on node %d (got %d)", what, n,
 		  want, got);

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include "vmtest.h"
 
 #include <dirent.h>
@@ -323,4 +325,44 @@ void *vm_small_alloc(size_t len)
 	madvise(p, len, MADV_NOHUGEPAGE);
 	memset(p, 0xa5, len);
 	return p;
+}
+
+int vm_pages_node(const void *p, size_t n, size_t pgsz)
+{
+	void *pages[512];
+	int status[512], node = -1;
+
+	if (n > 512)
+		n = 512;
+	for (size_t i = 0; i < n; i++)
+		pages[i] = (char *)p + i * pgsz;
+	if (syscall(SYS_move_pages, 0, (unsigned long)n, pages, NULL, status, 0) != 0)
+		return -errno;
+	for (size_t i = 0; i < n; i++) {
+		if (status[i] < 0)
+			return status[i];
+		if (node == -1)
+			node = status[i];
+		else if (node != status[i])
+			return -2000;
+	}
+	return node;
+}
+
+int vm_drop_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d) != 0)
+		return -1;
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+	d[0].inheritable &= ~(1u << CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &h, d) != 0)
+		return -1;
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) != 0)
+		return -1;
+	return (d[0].effective & (1u << CAP_IPC_LOCK)) ? -1 : 0;
 }

@@ -69,6 +69,15 @@ struct vm_nvme vm_first_vfio_nvme(void);
 #define SZ_1M 0x100000ull
 #define SZ_2M 0x200000ull
 
+/* The NUMA node every page of [p, +n pages of pgsz) is on, per
+ * move_pages(2) in query mode (at most 512 pages are asked): that node,
+ * -2000 if they differ, or -errno. */
+int vm_pages_node(const void *p, size_t n, size_t pgsz);
+
+/* Drops CAP_IPC_LOCK from this process (memlock limits then apply).
+ * 0, or -1 when it is still held afterwards. */
+int vm_drop_cap_ipc_lock(void);
+
 /* Populated private anonymous hugetlb (2 MiB) memory, or NULL. */
 void *vm_huge_alloc(size_t len);
 /* Populated private anonymous 4 KiB-page memory (THP off), or NULL. */
