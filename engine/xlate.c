@@ -246,16 +246,23 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+/* The next @size boundary above @pos (a power of two), but no further than @end:
+ * where a walk over [pos, end) leaves the current 2 MiB slot or GiB leaf. */
+static inline uint64_t next_edge(uint64_t pos, uint64_t size, uint64_t end)
+{
+	return min_u64(end, (pos | (size - 1)) + 1);
+}
+
 /* True when any page of [key, end) is mapped. */
 static bool xt_busy(struct xtab *t, uint64_t key, uint64_t end)
 {
 	for (uint64_t pos = key; pos < end;) {
 		xword *leaf = xt_leaf(t, pos, false);
 		if (!leaf) {
-			pos = min_u64(end, (pos | (GIB - 1)) + 1);
+			pos = next_edge(pos, GIB, end);
 			continue;
 		}
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		uint64_t w = atomic_load_explicit(&leaf[slot_index(pos)], memory_order_relaxed);
 		if (w & XE_LINEAR)
 			return true;
@@ -278,7 +285,7 @@ static int xt_prepare_set(struct xtab *t, uint64_t key, uint64_t end)
 		xword *leaf = xt_leaf(t, pos, true);
 		if (!leaf)
 			return -ENOMEM;
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		bool full = !(pos & (SLOT - 1)) && slot_end - pos == SLOT;
 		xword *w = &leaf[slot_index(pos)];
 		if (!full && !atomic_load_explicit(w, memory_order_relaxed)) {
@@ -298,7 +305,7 @@ static void xt_fill(struct xtab *t, uint64_t key, uint64_t end, uint64_t val)
 {
 	for (uint64_t pos = key; pos < end;) {
 		xword *leaf = xt_leaf(t, pos, false);
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		xword *w = &leaf[slot_index(pos)];
 		uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 		if (!cur) { /* a whole, empty slot: one linear word */
@@ -322,10 +329,10 @@ static int xt_prepare_clear(struct xtab *t, uint64_t key, uint64_t end)
 	for (uint64_t pos = key; pos < end;) {
 		xword *leaf = xt_leaf(t, pos, false);
 		if (!leaf) {
-			pos = min_u64(end, (pos | (GIB - 1)) + 1);
+			pos = next_edge(pos, GIB, end);
 			continue;
 		}
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		bool full = !(pos & (SLOT - 1)) && slot_end - pos == SLOT;
 		xword *w = &leaf[slot_index(pos)];
 		uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
@@ -351,10 +358,10 @@ static void xt_clear(struct xtab *t, uint64_t key, uint64_t end)
 	for (uint64_t pos = key; pos < end;) {
 		xword *leaf = xt_leaf(t, pos, false);
 		if (!leaf) {
-			pos = min_u64(end, (pos | (GIB - 1)) + 1);
+			pos = next_edge(pos, GIB, end);
 			continue;
 		}
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		xword *w = &leaf[slot_index(pos)];
 		uint64_t cur = atomic_load_explicit(w, memory_order_relaxed);
 		if (cur & XE_LINEAR) {
@@ -388,10 +395,10 @@ static int xt_runs(struct xtab *t, uint64_t key, uint64_t end,
 	for (uint64_t pos = key; pos < end;) {
 		xword *leaf = xt_leaf(t, pos, false);
 		if (!leaf) {
-			pos = min_u64(end, (pos | (GIB - 1)) + 1);
+			pos = next_edge(pos, GIB, end);
 			continue;
 		}
-		uint64_t slot_end = min_u64(end, (pos | (SLOT - 1)) + 1);
+		uint64_t slot_end = next_edge(pos, SLOT, end);
 		uint64_t cur = atomic_load_explicit(&leaf[slot_index(pos)], memory_order_relaxed);
 		if (cur & XE_LINEAR) {
 			RUN_ADD(pos, (cur & XE_VAL) + (pos & (SLOT - 1)), slot_end - pos);
