@@ -119,6 +119,11 @@ static int p_iova_cache(struct dme_config *c, const struct var *v, const char *v
 	return p_bool_into(&c->iova_cache, v, val);
 }
 
+static int p_monitor(struct dme_config *c, const struct var *v, const char *val)
+{
+	return p_bool_into(&c->cache_monitor, v, val);
+}
+
 static int p_numa(struct dme_config *c, const struct var *v, const char *val)
 {
 	if (!strcasecmp(val, "device")) {
@@ -247,6 +252,8 @@ static const struct dme_config_var pub_vars[] = {
 	{"DME_ALLOW_IOVAS", "START-LAST (inclusive, hex or decimal)", "",
 	  "restrict the IO address space to this window"},
 	{"DME_LOG_LEVEL", "err|warn|info|debug", "warn", "most verbose level logged"},
+	{"DME_CACHE_MONITOR", "0|1", "1",
+	  "watch caller memory (userfaultfd) so unregistered mappings can stay cached; 0: caller memory is unmapped once unregistered"},
 };
 
 static int (*const parsers[])(struct dme_config *, const struct var *, const char *) = {
@@ -263,6 +270,7 @@ static int (*const parsers[])(struct dme_config *, const struct var *, const cha
 	p_entries,
 	p_allow,
 	p_level,
+	p_monitor,
 };
 
 _Static_assert(ARRAY_SIZE(pub_vars) == ARRAY_SIZE(parsers), "one parser per variable");
@@ -296,6 +304,7 @@ DME_EXPORT void dme_config_init(struct dme_config *cfg)
 	cfg->map_batch = 256;
 	cfg->cache_budget_entries = 65535;
 	cfg->log_level = DME_LOG_WARN;
+	cfg->cache_monitor = true;
 }
 
 static void list_valid_names(void)

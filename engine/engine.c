@@ -26,8 +26,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <dme/engine.h>
@@ -39,18 +41,39 @@
 #include "internal.h"
 #include "compiler.h"
 #include "log_internal.h"
+#include "monitor.h"
 #include "xlate.h"
 
 enum { R_ACTIVE, R_IDLE, R_PENDING };
+
+/*
+ * One registration's exact range, relative to its region, and how many
+ * times it was registered. dme_unregister() drops a reference only for a
+ * range that matches one of these exactly.
+ */
+struct ref {
+	uint64_t off, len;
+	uint32_t count;
+};
+
+#define REF_INLINE 2	/* references held without an allocation */
 
 struct region {
 	struct avl_node by_va;	 /* key: va */
 	uint64_t va, len, iova;
 	uint64_t page_size;
 	unsigned prot;		 /* BE_PROT_* */
-	uint32_t refs;
+	uint32_t refs;		 /* sum of refv[].count */
+	uint32_t nref, cref;	 /* references used / room in refv */
+	struct ref *refv;	 /* inl, or an allocation when cref > REF_INLINE */
+	struct ref inl[REF_INLINE];
+	uint32_t want;		 /* batch scratch: references the batch may add */
 	uint8_t state;
 	bool mapped;		 /* the backend holds it */
+	bool owned;		 /* DMA memory of dme_dma_alloc(): dme owns the VA range */
+	bool watched;		 /* the memory monitor reports changes to its VA range */
+	bool stale;		 /* its VA range changed (unmapped, remapped, dropped) */
+	bool doomed;		 /* batch scratch: evicted if the batch succeeds */
 	int fd;
 	uint64_t fd_off;
 	uint64_t epoch;		 /* PENDING: quarantine epoch of its IOVA */
@@ -60,6 +83,12 @@ struct region {
 struct rlist {
 	struct region head;
 	uint64_t n, bytes;
+};
+
+/* A live dme_dma_alloc() allocation, as handed out (dme_dma_free() checks it). */
+struct dma_rec {
+	struct dme_dma_mem d;
+	struct dma_rec *next;
 };
 
 struct dme_engine {
@@ -80,8 +109,91 @@ struct dme_engine {
 	size_t nr_geo_rsv;
 	uint64_t orphans;	/* mappings a failed undo could not remove */
 	uint64_t epoch;		/* the allocator's open quarantine epoch */
+	uint64_t family;	/* engines with equal family share a backend instance */
+	struct dma_rec *dma;	/* live dme_dma_alloc() allocations */
+	struct monitor *mon;	/* the memory monitor, NULL when none runs */
+	bool forked;		/* this is a fork()ed child's copy of the engine */
+	struct dme_engine *next_engine; /* every open engine (fork handling) */
 	struct dme_engine_stats st;
 };
+
+static inline struct region *va_region(struct avl_node *n)
+{
+	return n ? container_of(n, struct region, by_va) : NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Every open engine, for fork()                                          */
+
+/*
+ * fork() copies an engine, but not the threads inside it: a lock another
+ * thread held would stay held in the child forever. The prepare handler
+ * takes every engine's lock, so the child starts with each engine in a
+ * consistent state and its locks free. The memory monitor's thread stays in
+ * the parent: in the child no caller memory is watched, so mappings of
+ * caller memory are no longer served to a registration that no live one
+ * covers. The kernel objects (descriptors, IO address space) are the
+ * parent's: see docs/engine.md for what a child may do.
+ */
+static pthread_mutex_t engines_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dme_engine *engines;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_family = 1;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&engines_lock);
+	for (struct dme_engine *e = engines; e; e = e->next_engine)
+		pthread_mutex_lock(&e->lock);
+}
+
+static void fork_parent(void)
+{
+	for (struct dme_engine *e = engines; e; e = e->next_engine)
+		pthread_mutex_unlock(&e->lock);
+	pthread_mutex_unlock(&engines_lock);
+}
+
+static void fork_child(void)
+{
+	for (struct dme_engine *e = engines; e; e = e->next_engine) {
+		e->forked = true;
+		e->mon = NULL;	/* the reader thread stayed in the parent */
+		for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
+			struct region *r = va_region(a);
+			r->watched = false;
+			if (r->state == R_IDLE && !r->owned)
+				r->stale = true;	/* never a hit again */
+		}
+		pthread_mutex_unlock(&e->lock);
+	}
+	pthread_mutex_unlock(&engines_lock);
+}
+
+static void atfork_install(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void engine_list_add(struct dme_engine *e)
+{
+	pthread_once(&atfork_once, atfork_install);
+	pthread_mutex_lock(&engines_lock);
+	e->next_engine = engines;
+	engines = e;
+	pthread_mutex_unlock(&engines_lock);
+}
+
+static void engine_list_del(struct dme_engine *e)
+{
+	pthread_mutex_lock(&engines_lock);
+	struct dme_engine **pp = &engines;
+	while (*pp && *pp != e)
+		pp = &(*pp)->next_engine;
+	if (*pp)
+		*pp = e->next_engine;
+	pthread_mutex_unlock(&engines_lock);
+}
 
 /* ---------------------------------------------------------------------- */
 /* Lists                                                                  */
@@ -109,11 +221,6 @@ static void rlist_del(struct rlist *l, struct region *r)
 	r->prev = r->next = NULL;
 	l->n--;
 	l->bytes -= r->len;
-}
-
-static inline struct region *va_region(struct avl_node *n)
-{
-	return n ? container_of(n, struct region, by_va) : NULL;
 }
 
 
@@ -157,6 +264,125 @@ static int be_unmap_chunked(struct dme_engine *e, const struct be_unmap *u, size
 }
 
 /* ---------------------------------------------------------------------- */
+/* Regions and their references                                           */
+
+static struct region *region_new(void)
+{
+	struct region *r = calloc(1, sizeof(*r));
+	if (r) {
+		r->refv = r->inl;
+		r->cref = REF_INLINE;
+		r->fd = -1;
+	}
+	return r;
+}
+
+static void region_free(struct region *r)
+{
+	if (r->refv != r->inl)
+		free(r->refv);
+	free(r);
+}
+
+/*
+ * References are kept sorted by (off, len). An entry whose count fell to 0
+ * stays as a tombstone until they are half the array, so unregistering the
+ * buffers of a large batch one by one costs O(log n) each.
+ */
+static uint32_t ref_lower(const struct region *r, uint64_t off, uint64_t len)
+{
+	uint32_t lo = 0, hi = r->nref;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct ref *f = &r->refv[mid];
+		if (f->off < off || (f->off == off && f->len < len))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static struct ref *ref_find(struct region *r, uint64_t off, uint64_t len)
+{
+	uint32_t i = ref_lower(r, off, len);
+	if (i < r->nref && r->refv[i].off == off && r->refv[i].len == len && r->refv[i].count)
+		return &r->refv[i];
+	return NULL;
+}
+
+/* Room for @extra more distinct references, so ref_add() cannot fail. */
+static int ref_reserve(struct region *r, uint32_t extra)
+{
+	if (r->nref + extra <= r->cref)
+		return 0;
+	uint32_t c = r->cref * 2 > r->nref + extra ? r->cref * 2 : r->nref + extra;
+	struct ref *v = malloc(c * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, r->refv, r->nref * sizeof(*v));
+	if (r->refv != r->inl)
+		free(r->refv);
+	r->refv = v;
+	r->cref = c;
+	return 0;
+}
+
+static void ref_add(struct region *r, uint64_t va, uint64_t len)
+{
+	uint64_t off = va - r->va;
+	uint32_t i = ref_lower(r, off, len);
+	if (i < r->nref && r->refv[i].off == off && r->refv[i].len == len) {
+		r->refv[i].count++;	/* maybe a tombstone coming back */
+	} else {
+		memmove(&r->refv[i + 1], &r->refv[i], (r->nref - i) * sizeof(*r->refv));
+		r->refv[i] = (struct ref){off, len, 1};
+		r->nref++;
+	}
+	r->refs++;
+}
+
+/* One registration of @f goes; compacts when tombstones are half the array. */
+static void ref_drop(struct region *r, struct ref *f)
+{
+	f->count--;
+	r->refs--;
+	if (f->count || r->nref < 16)
+		return;
+	uint32_t live = 0;
+	for (uint32_t i = 0; i < r->nref; i++)
+		live += r->refv[i].count != 0;
+	if (2 * live > r->nref)
+		return;
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < r->nref; i++)
+		if (r->refv[i].count)
+			r->refv[k++] = r->refv[i];
+	r->nref = k;
+}
+
+/* Is [va, end) inside one live registration of @r? Buffers rarely nest, so
+ * the registrations starting just before @va are looked at first. */
+static bool ref_covers(const struct region *r, uint64_t va, uint64_t end)
+{
+	uint64_t off = va - r->va, last = end - r->va;
+	uint32_t i = ref_lower(r, off, UINT64_MAX), seen = 0;
+	while (i-- > 0 && seen++ < 16) {
+		const struct ref *f = &r->refv[i];
+		if (f->count && f->off + f->len >= last)
+			return true;
+	}
+	if (seen < 16)
+		return false;
+	for (uint32_t j = 0; j < r->nref; j++) {
+		const struct ref *f = &r->refv[j];
+		if (f->count && f->off <= off && f->off + f->len >= last)
+			return true;
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Indexes                                                                */
 
 static int region_publish(struct dme_engine *e, struct region *r)
@@ -182,18 +408,31 @@ static struct region *region_at(struct dme_engine *e, uint64_t va)
 	return r && va - r->va < r->len ? r : NULL;
 }
 
+/* The first region overlapping [va, end), if any. */
+static struct region *region_first_in(struct dme_engine *e, uint64_t va, uint64_t end)
+{
+	struct region *o = region_at(e, va);
+	if (!o) {
+		o = va_region(avl_next(&e->by_va, va));
+		if (o && o->va >= end)
+			o = NULL;
+	}
+	return o;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Lazy unmap                                                             */
 
-/* IDLE -> PENDING: out of the indexes, IOVA into quarantine. */
-static void region_evict(struct dme_engine *e, struct region *r)
+/* Out of the indexes, IOVA into quarantine, onto the pending list. */
+static void region_retire(struct dme_engine *e, struct region *r)
 {
-	rlist_del(&e->lru, r);
 	region_unpublish(e, r);
+	if (r->watched)
+		monitor_unwatch(e->mon, r->va, r->len);
 	e->st.evictions++;
 	if (!r->mapped) {
 		dme_iova_free(e->iova, r->iova, r->len);
-		free(r);
+		region_free(r);
 		return;
 	}
 	/* cannot fail: the allocator handed out exactly this range */
@@ -201,6 +440,13 @@ static void region_evict(struct dme_engine *e, struct region *r)
 	r->epoch = e->epoch;
 	r->state = R_PENDING;
 	rlist_add_tail(&e->pending, r);
+}
+
+/* IDLE -> PENDING. */
+static void region_evict(struct dme_engine *e, struct region *r)
+{
+	rlist_del(&e->lru, r);
+	region_retire(e, r);
 }
 
 /*
@@ -226,7 +472,7 @@ static int pending_flush(struct dme_engine *e)
 		struct region *r = e->pending.head.next;
 		rlist_del(&e->pending, r);
 		e->st.pinned_bytes -= r->len;
-		free(r);
+		region_free(r);
 	}
 	e->st.live_mappings -= done;
 	/* every region of an epoch older than the oldest still pending is unmapped */
@@ -259,23 +505,111 @@ static int budget_enforce(struct dme_engine *e, uint64_t want_entries)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Registration                                                           */
+/* Coherence with the address space                                       */
+
+/*
+ * The monitor reported that [va, va+len) changed: no mapping of it may be
+ * handed out again. Idle ones are evicted; an active one is the caller's
+ * bug (memory unmapped while registered): it is marked stale (never a hit
+ * again, evicted when its last registration goes) and reported.
+ */
+static void range_changed(void *arg, uint64_t va, uint64_t len)
+{
+	struct dme_engine *e = arg;
+	uint64_t end = va + len < va ? UINT64_MAX : va + len, va0 = va;
+	struct region *r;
+	while (va < end && (r = region_first_in(e, va, end))) {
+		va = r->va + r->len;
+		if (r->owned)
+			continue;	/* dme's own memory: only dme unmaps it */
+		if (r->state == R_IDLE) {
+			region_evict(e, r);
+		} else if (!r->stale) {
+			r->stale = true;
+			bool live = false;	/* a caller bug only if a live one is hit */
+			for (uint32_t i = 0; i < r->nref && !live; i++)
+				live = r->refv[i].count && r->va + r->refv[i].off < end &&
+				       r->va + r->refv[i].off + r->refv[i].len > va0;
+			if (live)
+				dme_warn("engine: memory of the registered buffer [0x%" PRIx64 ", +0x%" PRIx64 ") was unmapped or dropped while registered; its IOVA no longer reaches it",
+				 r->va, r->len);
+		}
+	}
+}
+
+static void coherence_sync(struct dme_engine *e)
+{
+	if (e->mon && unlikely(monitor_pending(e->mon)))
+		monitor_drain(e->mon, range_changed, e);
+}
+
+/*
+ * The last registration of @r went. DMA memory and watched caller memory
+ * stay mapped (IDLE); caller memory nobody watches could be unmapped and
+ * replaced behind dme's back, so its mapping goes now.
+ */
+static int region_idle(struct dme_engine *e, struct region *r)
+{
+	if (!r->watched && !r->stale && e->mon && !monitor_watch(e->mon, r->va, r->len))
+		r->watched = true;
+	if (r->watched && !r->stale) {
+		r->state = R_IDLE;
+		rlist_add_tail(&e->lru, r);
+		return budget_enforce(e, 0);
+	}
+	region_retire(e, r);
+	return budget_enforce(e, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Registration: plan (no side effects) -> IOVAs -> map -> evict -> publish */
 
 struct run {
 	uint64_t va, len;
 	unsigned prot;
 	uint64_t page_size;
 	uint64_t iova;
+	uint64_t size;		/* len rounded up to the geometry's granule */
+	uint32_t nreq;		/* requests of the batch that join it */
 	struct region *r;
 	int fd;
 	uint64_t fd_off;
 };
 
-/* What the caller knows about the memory of a one-buffer registration. */
+/* What the caller knows about the memory of a registration. */
 struct mem_hint {
 	uint64_t page_size;
 	int fd;
 	uint64_t fd_off;
+	bool owned;		/* DMA memory from dme_dma_alloc() */
+};
+
+#define BATCH_INLINE 4	/* requests handled without an allocation */
+
+/*
+ * One registration call: its requests in VA order, the region each one hits
+ * or the run it joins, the idle regions it replaces, and how far it got.
+ * Every step records its progress here so a failure undoes exactly what
+ * was done (batch_undo()).
+ */
+struct batch {
+	struct dme_region_req *reqs;
+	size_t n;
+	const struct mem_hint *hint;
+	size_t *order;		/* request indexes sorted by VA */
+	size_t *run_of;		/* run of each request that does not hit */
+	struct region **hit;	/* region each request hits, or NULL */
+	struct run *runs;
+	size_t nr, cap_runs;
+	struct region **victims;	/* idle regions the new runs replace */
+	size_t nvict, cap_vict;
+	struct be_map *maps;
+	size_t with_iova, mapped, with_region;
+	/* storage for small batches: a hit makes no allocation */
+	size_t order_inl[BATCH_INLINE], run_of_inl[BATCH_INLINE];
+	struct region *hit_inl[BATCH_INLINE], *vict_inl[BATCH_INLINE];
+	struct run runs_inl[BATCH_INLINE];
+	struct be_map maps_inl[BATCH_INLINE];
 };
 
 static unsigned prot_of(unsigned flags)
@@ -302,67 +636,186 @@ static int check_req(const struct dme_region_req *q, size_t i)
 	return 0;
 }
 
-/*
- * Plan a batch: each request either hits an existing region (a reference)
- * or joins a run of new, VA-contiguous requests with equal permissions.
- * @hit[i] is the region request i hits, or NULL.
- */
-static int plan_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n, size_t *order,
-		      struct region **hit, struct run *runs, size_t *nr_runs, size_t *run_of)
+static int batch_init(struct batch *b, struct dme_region_req *reqs, size_t n,
+		      const struct mem_hint *hint)
 {
-	size_t nr = 0;
-	for (size_t k = 0; k < n; k++) {
-		size_t i = order[k];
-		struct dme_region_req *q = &reqs[i];
+	memset(b, 0, offsetof(struct batch, order_inl));
+	b->reqs = reqs;
+	b->n = n;
+	b->hint = hint;
+	b->cap_runs = n;
+	b->cap_vict = n > BATCH_INLINE ? n : BATCH_INLINE;
+	if (n <= BATCH_INLINE) {
+		b->order = b->order_inl;
+		b->run_of = b->run_of_inl;
+		b->hit = b->hit_inl;
+		b->victims = b->vict_inl;
+		b->runs = b->runs_inl;
+		b->maps = b->maps_inl;
+	} else {
+		b->order = malloc(n * sizeof(*b->order));
+		b->run_of = malloc(n * sizeof(*b->run_of));
+		b->hit = malloc(n * sizeof(*b->hit));
+		b->victims = malloc(n * sizeof(*b->victims));
+		b->runs = malloc(n * sizeof(*b->runs));
+		b->maps = malloc(n * sizeof(*b->maps));
+		if (!b->order || !b->run_of || !b->hit || !b->victims || !b->runs || !b->maps)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		b->order[i] = i;
+	if (n > 1)
+		qsort_r(b->order, n, sizeof(*b->order), cmp_req_va, reqs);
+	return 0;
+}
+
+static void batch_fini(struct batch *b)
+{
+	if (b->order != b->order_inl) {
+		free(b->order);
+		free(b->run_of);
+		free(b->hit);
+	}
+	if (b->victims != b->vict_inl)
+		free(b->victims);
+	if (b->runs != b->runs_inl)
+		free(b->runs);
+	if (b->maps != b->maps_inl)
+		free(b->maps);
+}
+
+/* Room for @want runs (noiommu splits runs at physical discontinuities). */
+static int batch_grow_runs(struct batch *b, size_t want)
+{
+	if (want <= b->cap_runs)
+		return 0;
+	size_t c = want > 2 * b->cap_runs ? want : 2 * b->cap_runs;
+	struct run *r = malloc(c * sizeof(*r));
+	struct be_map *m = malloc(c * sizeof(*m));
+	if (!r || !m) {
+		free(r);
+		free(m);
+		return -ENOMEM;
+	}
+	memcpy(r, b->runs, b->nr * sizeof(*r));
+	if (b->runs != b->runs_inl)
+		free(b->runs);
+	if (b->maps != b->maps_inl)
+		free(b->maps);
+	b->runs = r;
+	b->maps = m;
+	b->cap_runs = c;
+	return 0;
+}
+
+/*
+ * May [va, end) with @prot take a reference on @r without a kernel call?
+ * Only if @r's mapping is known to still reach that memory: dme's own DMA
+ * memory, a watched range nothing has changed, or memory the caller holds
+ * registered right now (a live registration covering it).
+ */
+static bool can_hit(const struct region *r, uint64_t va, uint64_t end, unsigned prot)
+{
+	if (r->doomed || r->stale || (r->prot & prot) != prot || va < r->va ||
+	    end - r->va > r->len)
+		return false;
+	return r->owned || r->watched || ref_covers(r, va, end);
+}
+
+static void batch_unplan(struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++)
+		b->victims[k]->doomed = false;
+	for (size_t i = 0; i < b->n; i++)
+		if (b->hit[i])
+			b->hit[i]->want = 0;
+}
+
+/*
+ * Plan, without side effects. Pass 1 finds the conflicts (-EBUSY: a
+ * request overlaps a mapping in use that it cannot share) and the idle
+ * regions to replace (victims). Pass 2 decides hits against what will
+ * remain, so a request never hits a region another request of the same
+ * batch replaces, and builds runs of new, VA-contiguous requests with
+ * equal permissions.
+ */
+static int victim_add(struct batch *b, struct region *o)
+{
+	if (o->doomed)
+		return 0;
+	if (b->nvict == b->cap_vict) {
+		size_t c = 2 * b->cap_vict;
+		struct region **v = malloc(c * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, b->victims, b->nvict * sizeof(*v));
+		if (b->victims != b->vict_inl)
+			free(b->victims);
+		b->victims = v;
+		b->cap_vict = c;
+	}
+	o->doomed = true;
+	b->victims[b->nvict++] = o;
+	return 0;
+}
+
+static int batch_plan(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->n; k++) {
+		b->hit[k] = NULL;
+		const struct dme_region_req *q = &b->reqs[b->order[k]];
 		uint64_t va = (uintptr_t)q->va, end = va + q->len;
 		unsigned prot = prot_of(q->flags);
-		/* one look-up settles the common cases: the last region starting
-		 * before @end either misses [va, end) (nothing overlaps) or holds
-		 * all of it (a hit); anything else takes the loop below */
-		struct region *f = va_region(avl_floor(&e->by_va, end - 1));
-		hit[i] = NULL;
-		if (f && f->va + f->len > va) {
-			if (f->va <= va && end - f->va <= f->len && (f->prot & prot) == prot) {
-				hit[i] = f;
-				continue;
+		for (struct region *o = region_first_in(e, va, end); o;) {
+			if (can_hit(o, va, end, prot))
+				break;	/* inside it: nothing else overlaps */
+			if (o->state == R_ACTIVE) {
+				dme_err("register: [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps the mapping [0x%" PRIx64 ", 0x%" PRIx64 ") in use by %u registration(s)%s",
+					va, end, o->va, o->va + o->len, o->refs,
+					o->stale ? " whose memory was unmapped"
+					: (o->prot & prot) != prot ? " with fewer permissions"
+					: " and does not lie inside one of them");
+				batch_unplan(b);
+				return -EBUSY;
 			}
-			struct region *r = region_at(e, va);
-			/* anything overlapping that is idle can go; active is a conflict */
-			for (;;) {
-				struct region *o = region_at(e, va);
-				if (!o) {
-					o = va_region(avl_next(&e->by_va, va));
-					if (o && o->va >= end)
-						o = NULL;
-				}
-				if (!o)
-					break;
-				if (o->state != R_IDLE) {
-					dme_err("register: [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps registered [0x%" PRIx64 ", 0x%" PRIx64 ")%s",
-						va, end, o->va, o->va + o->len,
-						r == o ? " with fewer permissions" : " without being inside it");
-					return -EBUSY;
-				}
-				region_evict(e, o);
+			if (victim_add(b, o)) {
+				batch_unplan(b);
+				return -ENOMEM;
 			}
+			uint64_t next = o->va + o->len;
+			o = next < end ? region_first_in(e, next, end) : NULL;
 		}
-		struct run *last = nr ? &runs[nr - 1] : NULL;
+	}
+	size_t nr = 0;
+	for (size_t k = 0; k < b->n; k++) {
+		size_t i = b->order[k];
+		const struct dme_region_req *q = &b->reqs[i];
+		uint64_t va = (uintptr_t)q->va, end = va + q->len;
+		unsigned prot = prot_of(q->flags);
+		struct region *f = region_at(e, va);
+		if (f && can_hit(f, va, end, prot)) {
+			b->hit[i] = f;
+			f->want++;
+			continue;
+		}
+		struct run *last = nr ? &b->runs[nr - 1] : NULL;
 		if (last && va < last->va + last->len) {
 			if (end <= last->va + last->len && (last->prot & prot) == prot) {
-				run_of[i] = nr - 1;	/* inside a run of this batch */
+				b->run_of[i] = nr - 1;	/* inside a run of this batch */
 				continue;
 			}
 			dme_err("register: buffers %p and the one before it overlap partially", q->va);
+			batch_unplan(b);
 			return -EINVAL;
 		}
-		if (last && va == last->va + last->len && last->prot == prot) {
+		if (last && va == last->va + last->len && last->prot == prot)
 			last->len += q->len;
-		} else {
-			runs[nr++] = (struct run){va, q->len, prot, 4096, 0, NULL, -1, 0};
-		}
-		run_of[i] = nr - 1;
+		else
+			b->runs[nr++] = (struct run){.va = va, .len = q->len, .prot = prot,
+						     .page_size = 4096, .fd = -1};
+		b->run_of[i] = nr - 1;
 	}
-	*nr_runs = nr;
+	b->nr = nr;
 	return 0;
 }
 
@@ -418,14 +871,13 @@ static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint
  * No IOMMU: a run's IOVA is its physical address, so a run must be
  * physically contiguous. Split each run where the physical pages stop being
  * adjacent; a single request may not straddle such a point. Sets ->iova of
- * every run to its physical address. @runs has room for @cap runs.
+ * every run to its physical address.
  */
-static int runs_split_pa(struct dme_region_req *reqs, size_t n, struct region **hit,
-			 size_t *run_of, struct run *runs, size_t *nr, size_t cap)
+static int runs_split_pa(struct batch *b)
 {
-	size_t out = *nr;	/* new runs are appended, then moved down */
-	for (size_t k = 0; k < *nr; k++) {
-		struct run u = runs[k];
+	size_t nr = b->nr, out = nr;	/* new runs are appended, then moved down */
+	for (size_t k = 0; k < nr; k++) {
+		struct run u = b->runs[k];
 		uint64_t ps = u.page_size, base = align_down(u.va, ps);
 		size_t np = (size_t)((u.va + u.len - base + ps - 1) / ps);
 		uint64_t *pa = malloc(np * sizeof(*pa));
@@ -444,42 +896,171 @@ static int runs_split_pa(struct dme_region_req *reqs, size_t n, struct region **
 			if (j < np && pa[j] == pa[j - 1] + ps)
 				continue;
 			uint64_t cend = base + j * ps < u.va + u.len ? base + j * ps : u.va + u.len;
-			if (out == cap) {
+			b->nr = out;	/* keep what is built while growing */
+			ret = batch_grow_runs(b, out + 1);
+			if (ret) {
 				free(pa);
-				return -ENOMEM;
+				return ret;
 			}
 			uint64_t p0 = pa[(cstart - base) / ps] + ((cstart - base) % ps);
-			runs[out] = u;
-			runs[out].va = cstart;
-			runs[out].len = cend - cstart;
-			runs[out].iova = p0;
+			b->runs[out] = u;
+			b->runs[out].va = cstart;
+			b->runs[out].len = cend - cstart;
+			b->runs[out].iova = p0;
 			out++;
 			cstart = cend;
 		}
 		free(pa);
-		for (size_t i = 0; i < n; i++) {
-			if (hit[i] || run_of[i] != k)
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->hit[i] || b->run_of[i] != k)
 				continue;
-			uint64_t a = (uintptr_t)reqs[i].va, z = a + reqs[i].len;
+			uint64_t a = (uintptr_t)b->reqs[i].va, z = a + b->reqs[i].len;
 			size_t c;
-			for (c = first; c < out && !(a >= runs[c].va && a < runs[c].va + runs[c].len); c++)
+			for (c = first; c < out && !(a >= b->runs[c].va && a < b->runs[c].va + b->runs[c].len); c++)
 				;
-			if (c == out || z > runs[c].va + runs[c].len) {
+			if (c == out || z > b->runs[c].va + b->runs[c].len) {
 				dme_err("register: buffer %p +0x%zx is not physically contiguous (no IOMMU: register each hugepage on its own)",
-					reqs[i].va, reqs[i].len);
+					b->reqs[i].va, b->reqs[i].len);
 				return -EINVAL;
 			}
-			run_of[i] = c;
+			b->run_of[i] = c;
 		}
 	}
 	/* move the new runs down over the old ones */
-	size_t nnew = out - *nr;
-	memmove(runs, runs + *nr, nnew * sizeof(*runs));
-	for (size_t i = 0; i < n; i++)
-		if (!hit[i])
-			run_of[i] -= *nr;
-	*nr = nnew;
+	size_t nnew = out - nr;
+	memmove(b->runs, b->runs + nr, nnew * sizeof(*b->runs));
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->hit[i])
+			b->run_of[i] -= nr;
+	b->nr = nnew;
 	return 0;
+}
+
+/* Make room in the IO address space: drop idle mappings, unmap pending ones,
+ * and take back free IOVAs parked in the allocator's caches. */
+static void reclaim_iova(struct dme_engine *e)
+{
+	while (e->lru.n)
+		region_evict(e, e->lru.head.next);
+	pending_flush(e);
+	dme_iova_flush_caches(e->iova);
+}
+
+static int run_alloc_iova(struct dme_engine *e, struct run *u)
+{
+	/* runs of 2 MiB or more get 2 MiB congruence even on 4 KiB pages:
+	 * free for the allocator, and THP or a later large page can then use
+	 * 2 MiB IOPTEs */
+	uint64_t cong = u->page_size;
+	if (cong < (2u << 20) && u->size >= (2u << 20))
+		cong = 2u << 20;
+	if (e->geo.needs_pa)	/* IOVA == physical address (split above) */
+		return dme_iova_alloc_fixed(e->iova, u->iova, u->size);
+	if (is_pow2(u->size) && cong <= u->size && !(u->va & (cong - 1)))
+		/* an aligned IOVA is congruent too; small power-of-two runs then
+		 * come from the allocator's per-thread caches */
+		return dme_iova_alloc(e->iova, u->size, cong, &u->iova);
+	return dme_iova_alloc_congruent(e->iova, u->size, cong, u->va, &u->iova);
+}
+
+/* IOVAs for every run: congruent to the VA modulo its page size. */
+static int batch_reserve_iovas(struct dme_engine *e, struct batch *b)
+{
+	bool reclaimed = false;
+	while (b->with_iova < b->nr) {
+		struct run *u = &b->runs[b->with_iova];
+		if (!align_up_checked(u->len, e->geo.alignment, &u->size))
+			return -EINVAL;
+		int ret = run_alloc_iova(e, u);
+		if (ret == -ENOSPC && !reclaimed && !e->geo.needs_pa) {
+			reclaim_iova(e);
+			reclaimed = true;
+			continue;
+		}
+		if (ret) {
+			dme_err("register: no IOVA range of 0x%" PRIx64 " bytes left in the address space%s",
+				u->size, reclaimed ? " (after unmapping every idle mapping)" : "");
+			return ret;
+		}
+		b->maps[b->with_iova] = (struct be_map){u->va, u->iova, u->size, u->prot, u->fd,
+							u->fd_off};
+		b->with_iova++;
+	}
+	return 0;
+}
+
+/* Region objects and reference room, before anything is mapped. */
+static int batch_prepare_regions(struct dme_engine *e, struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->hit[i] && b->hit[i]->want) {
+			int ret = ref_reserve(b->hit[i], b->hit[i]->want);
+			if (ret)
+				return ret;
+		}
+	if (!b->with_region) {
+		for (size_t k = 0; k < b->nr; k++)
+			b->runs[k].nreq = 0;
+		for (size_t i = 0; i < b->n; i++)
+			if (!b->hit[i])
+				b->runs[b->run_of[i]].nreq++;
+	}
+	for (; b->with_region < b->nr; b->with_region++) {
+		struct run *u = &b->runs[b->with_region];
+		struct region *r = region_new();
+		if (!r)
+			return -ENOMEM;
+		r->va = u->va;
+		r->len = u->size;
+		r->iova = u->iova;
+		r->page_size = u->page_size;
+		r->prot = u->prot;
+		r->state = R_ACTIVE;
+		r->mapped = e->geo.ready;
+		r->fd = u->fd;
+		r->fd_off = u->fd_off;
+		r->owned = b->hint && b->hint->owned;
+		u->r = r;
+		if (ref_reserve(r, u->nreq)) {
+			region_free(r);
+			u->r = NULL;
+			return -ENOMEM;
+		}
+	}
+	(void)e;
+	return 0;
+}
+
+/* Undo a batch that failed before its commit; nothing it did remains. */
+static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
+{
+	if (b->mapped) {
+		struct be_unmap *u = malloc(b->mapped * sizeof(*u));
+		size_t d = 0;
+		int uret = -ENOMEM;
+		if (u) {
+			for (size_t k = 0; k < b->mapped; k++)
+				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len};
+			uret = be_unmap_chunked(e, u, b->mapped, &d);
+			free(u);
+		}
+		if (uret) {
+			dme_err("%s: undoing a failed batch: %zu mappings could not be unmapped (%s); their IOVAs are kept out of use",
+				what, b->mapped - d, strerror(-uret));
+			/* keep the still-mapped IOVAs allocated: never reuse them */
+			for (size_t k = d; k < b->mapped; k++)
+				b->runs[k].size = 0;
+			e->st.live_mappings += b->mapped - d;
+			e->orphans += b->mapped - d;
+		}
+	}
+	for (size_t k = 0; k < b->with_iova; k++)
+		if (b->runs[k].size)
+			dme_iova_free(e->iova, b->runs[k].iova, b->maps[k].len);
+	for (size_t k = 0; k < b->with_region; k++)
+		if (b->runs[k].r)
+			region_free(b->runs[k].r);
+	batch_unplan(b);
 }
 
 static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, size_t n,
@@ -490,157 +1071,109 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	for (size_t i = 0; i < n; i++)
 		if (check_req(&reqs[i], i))
 			return -EINVAL;
-
-	size_t *order = malloc(n * sizeof(*order) * 2);
-	struct region **hit = malloc(n * sizeof(*hit));
-	/* without an IOMMU a run may split at every physical discontinuity */
-	size_t cap = e->geo.needs_pa ? 4 * n + 64 : n;
-	struct run *runs = malloc(cap * sizeof(*runs));
-	struct be_map *maps = malloc(cap * sizeof(*maps));
-	if (!order || !hit || !runs || !maps) {
-		free(order);
-		free(hit);
-		free(runs);
-		free(maps);
-		return -ENOMEM;
-	}
-	size_t *run_of = order + n;
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	qsort_r(order, n, sizeof(*order), cmp_req_va, reqs);
-
-	size_t nr = 0, mapped = 0, with_iova = 0;
-	pthread_mutex_lock(&e->lock);
-	int ret = plan_batch(e, reqs, n, order, hit, runs, &nr, run_of);
-	if (!ret)
-		ret = runs_inspect(runs, nr, hint, e->geo.needs_pa);
-	if (!ret && e->geo.needs_pa)
-		ret = runs_split_pa(reqs, n, hit, run_of, runs, &nr, cap);
+	struct batch b;
+	int ret = batch_init(&b, reqs, n, hint);
 	if (ret)
-		goto out;
-	if (nr) {
-		ret = budget_enforce(e, nr);
+		goto out_free;
+	pthread_mutex_lock(&e->lock);
+	coherence_sync(e);
+	ret = batch_plan(e, &b);
+	if (ret)
+		goto out_unlock;
+	ret = runs_inspect(b.runs, b.nr, hint, e->geo.needs_pa);
+	if (!ret && e->geo.needs_pa)
+		ret = runs_split_pa(&b);
+	if (ret)
+		goto err_undo;
+	if (b.nr && e->geo.needs_pa) {
+		/* IOVA == physical address: the replaced mappings hold the very
+		 * IOVAs the new runs need, so they go first */
+		for (size_t k = 0; k < b.nvict; k++) {
+			b.victims[k]->doomed = false;
+			region_evict(e, b.victims[k]);
+		}
+		b.nvict = 0;
+		ret = pending_flush(e);
 		if (ret)
-			goto out;
-		if (e->st.live_mappings + nr > e->entry_limit) {
+			goto err_undo;
+	}
+	if (b.nr) {
+		/* victims leave the LRU so the budget cannot evict them under us */
+		for (size_t k = 0; k < b.nvict; k++)
+			rlist_del(&e->lru, b.victims[k]);
+		ret = budget_enforce(e, b.nr);
+		for (size_t k = 0; k < b.nvict; k++)
+			rlist_add_tail(&e->lru, b.victims[k]);
+		if (ret)
+			goto err_undo;
+		if (e->st.live_mappings + b.nr > e->entry_limit) {
 			if (e->entry_limit_src)
 				dme_err("register: %zu new mappings would exceed %s of %" PRIu64 " map entries (%" PRIu64 " live, none idle); unregister, or register VA-contiguous buffers in one batch to share an entry",
-					nr, e->entry_limit_src, e->entry_limit, e->st.live_mappings);
+					b.nr, e->entry_limit_src, e->entry_limit, e->st.live_mappings);
 			else
 				dme_err("register: %zu new mappings would exceed the budget of %" PRIu64 " map entries (%" PRIu64 " live, none idle); raise DME_CACHE_ENTRIES or unregister",
-					nr, e->entry_limit, e->st.live_mappings);
+					b.nr, e->entry_limit, e->st.live_mappings);
 			ret = -ENOSPC;
-			goto out;
+			goto err_undo;
 		}
 	}
-	/* IOVAs: congruent to the VA modulo its page size (large IOPTEs) */
-	for (; with_iova < nr; with_iova++) {
-		struct run *u = &runs[with_iova];
-		uint64_t size;
-		if (!align_up_checked(u->len, e->geo.alignment, &size)) {
-			ret = -EINVAL;
-			goto err_free_iova;
-		}
-		/* runs of 2 MiB or more get 2 MiB congruence even on 4 KiB pages:
-		 * free for the allocator, and THP or a later large page can then
-		 * use 2 MiB IOPTEs */
-		uint64_t cong = u->page_size;
-		if (cong < (2u << 20) && size >= (2u << 20))
-			cong = 2u << 20;
-		if (e->geo.needs_pa)	/* IOVA == physical address (split above) */
-			ret = dme_iova_alloc_fixed(e->iova, u->iova, size);
-		else if (is_pow2(size) && cong <= size && !(u->va & (cong - 1)))
-			/* an aligned IOVA is congruent too; small power-of-two runs
-			 * then come from the allocator's per-thread caches */
-			ret = dme_iova_alloc(e->iova, size, cong, &u->iova);
-		else
-			ret = dme_iova_alloc_congruent(e->iova, size, cong, u->va, &u->iova);
-		if (ret) {
-			dme_err("register: no IOVA range of 0x%" PRIx64 " bytes left in the address space",
-				size);
-			goto err_free_iova;
-		}
-		maps[with_iova] = (struct be_map){u->va, u->iova, size, u->prot, u->fd, u->fd_off};
-	}
-	if (e->geo.ready) {
-		ret = be_map_chunked(e, maps, nr, &mapped);
+	ret = batch_reserve_iovas(e, &b);
+	if (!ret)
+		ret = batch_prepare_regions(e, &b);
+	if (ret)
+		goto err_undo;
+	if (e->geo.ready && b.nr) {
+		ret = be_map_chunked(e, b.maps, b.nr, &b.mapped);
 		if (ret)
-			goto err_unmap;
+			goto err_undo;
 	}
-	for (size_t k = 0; k < nr; k++) {
-		struct region *r = calloc(1, sizeof(*r));
-		if (!r) {
-			ret = -ENOMEM;
-			goto err_unpublish;
-		}
-		*r = (struct region){.va = runs[k].va, .len = maps[k].len, .iova = runs[k].iova,
-				     .page_size = runs[k].page_size, .prot = runs[k].prot,
-				     .state = R_ACTIVE, .mapped = e->geo.ready, .fd = runs[k].fd,
-				     .fd_off = runs[k].fd_off};
-		ret = region_publish(e, r);
+	/* the new mappings exist: the idle ones they replace go */
+	for (size_t k = 0; k < b.nvict; k++) {
+		b.victims[k]->doomed = false;
+		region_evict(e, b.victims[k]);
+	}
+	b.nvict = 0;
+	for (size_t k = 0; k < b.nr; k++) {
+		ret = region_publish(e, b.runs[k].r);
 		if (ret) {
-			free(r);
-			goto err_unpublish;
+			while (k--)
+				region_unpublish(e, b.runs[k].r);
+			goto err_undo;
 		}
-		runs[k].r = r;
-		if (r->mapped)
-			e->st.pinned_bytes += r->len;
 	}
-	/* commit: references, IOVAs for the caller */
-	for (size_t i = 0; i < n; i++) {
-		struct region *r = hit[i] ? hit[i] : runs[run_of[i]].r;
-		if (hit[i]) {
+	/* commit: nothing below can fail */
+	for (size_t k = 0; k < b.nr; k++)
+		if (b.runs[k].r->mapped)
+			e->st.pinned_bytes += b.runs[k].r->len;
+	e->st.live_mappings += e->geo.ready ? b.nr : 0;
+	for (size_t k = 0; k < n; k++) {	/* in VA order: references append */
+		size_t i = b.order[k];
+		struct region *r = b.hit[i] ? b.hit[i] : b.runs[b.run_of[i]].r;
+		if (b.hit[i]) {
 			e->st.cache_hits++;
+			r->want = 0;
 			if (r->state == R_IDLE) {
 				rlist_del(&e->lru, r);
 				r->state = R_ACTIVE;
 			}
 		}
-		r->refs++;
+		if (!hint || !hint->owned)
+			ref_add(r, (uintptr_t)reqs[i].va, reqs[i].len);
 		reqs[i].iova = r->iova + ((uintptr_t)reqs[i].va - r->va);
 	}
-	e->st.live_mappings += e->geo.ready ? nr : 0;
+	if (e->geo.needs_pa && !(hint && hint->owned))
+		for (size_t k = 0; k < b.nr; k++)
+			/* the IOVA is the physical address: a child's copy-on-write
+			 * must never move these pages away from it */
+			madvise((void *)(uintptr_t)b.runs[k].va, b.runs[k].len, MADV_DONTFORK);
 	ret = 0;
-	goto out;
-
-err_unpublish:
-	for (size_t k = 0; k < nr && runs[k].r; k++) {
-		region_unpublish(e, runs[k].r);
-		if (runs[k].r->mapped)
-			e->st.pinned_bytes -= runs[k].r->len;
-		free(runs[k].r);
-	}
-err_unmap:
-	if (mapped) {
-		struct be_unmap *u = malloc(mapped * sizeof(*u));
-		size_t d = 0;
-		int uret = -ENOMEM;
-		if (u) {
-			for (size_t k = 0; k < mapped; k++)
-				u[k] = (struct be_unmap){maps[k].iova, maps[k].len};
-			uret = be_unmap_chunked(e, u, mapped, &d);
-			free(u);
-		}
-		if (uret) {
-			dme_err("register: undoing a failed batch: %zu mappings could not be unmapped (%s); their IOVAs are kept out of use",
-				mapped - d, strerror(-uret));
-			/* keep the still-mapped IOVAs allocated: never reuse them */
-			for (size_t k = d; k < mapped; k++)
-				runs[k].len = 0;
-			e->st.live_mappings += mapped - d;
-			e->orphans += mapped - d;
-		}
-	}
-err_free_iova:
-	for (size_t k = 0; k < with_iova; k++)
-		if (runs[k].len)
-			dme_iova_free(e->iova, runs[k].iova, maps[k].len);
-out:
+	goto out_unlock;
+err_undo:
+	batch_undo(e, &b, "register");
+out_unlock:
 	pthread_mutex_unlock(&e->lock);
-	free(order);
-	free(hit);
-	free(runs);
-	free(maps);
+out_free:
+	batch_fini(&b);
 	return ret;
 }
 
@@ -664,17 +1197,26 @@ DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
 	uint64_t a = (uintptr_t)va;
 	pthread_mutex_lock(&e->lock);
 	struct region *r = region_at(e, a);
-	if (!r || !len || a + len < a || a + len - r->va > r->len || r->state != R_ACTIVE) {
+	struct ref *f = r && r->state == R_ACTIVE ? ref_find(r, a - r->va, len) : NULL;
+	if (!f) {
 		pthread_mutex_unlock(&e->lock);
-		dme_err("unregister: [%p, +0x%zx) is not registered", va, len);
+		if (r && r->owned && a == r->va)
+			dme_err("unregister: [%p, +0x%zx) is DMA memory; give it back with dme_dma_free()",
+				va, len);
+		else
+			dme_err("unregister: [%p, +0x%zx) is not a registration (unregister exactly the range that was registered)",
+				va, len);
 		return -EINVAL;
 	}
 	int ret = 0;
-	if (--r->refs == 0) {
-		r->state = R_IDLE;
-		rlist_add_tail(&e->lru, r);
-		ret = budget_enforce(e, 0);
-	}
+	ref_drop(r, f);
+	if (r->refs == 0 && !r->owned)
+		ret = region_idle(e, r);
+	else if (!r->owned && !r->watched && !r->stale && e->mon &&
+		 !monitor_watch(e->mon, r->va, r->len))
+		/* part of the mapping has no registration now: watched, it can
+		 * serve that part again without the caller's promise */
+		r->watched = true;
 	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
@@ -682,6 +1224,7 @@ DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
 DME_EXPORT int dme_engine_flush(struct dme_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
+	coherence_sync(e);
 	while (e->lru.n)
 		region_evict(e, e->lru.head.next);
 	int ret = pending_flush(e);
@@ -690,25 +1233,18 @@ DME_EXPORT int dme_engine_flush(struct dme_engine *e)
 }
 
 /*
- * Unmap the region holding exactly [va, +len) now, whatever its references
- * (the memory is about to go away). Lock held.
+ * Unmap the DMA memory [va, +len) now, whatever registrations lie inside
+ * it (the memory is about to go away). Lock held.
  */
-static int region_drop_locked(struct dme_engine *e, uint64_t va, uint64_t len)
+static int dma_drop_locked(struct dme_engine *e, uint64_t va, uint64_t len)
 {
-	if (!region_at(e, va))
-		return -ENOENT;
-	for (uint64_t a = va; a < va + len;) {
-		struct region *r = region_at(e, a);
-		if (!r) {
-			a += 4096;
-			continue;
-		}
-		a = r->va + r->len;
-		if (r->state == R_ACTIVE) {
-			r->refs = 0;
-			r->state = R_IDLE;
-			rlist_add_tail(&e->lru, r);
-		}
+	struct region *r;
+	while ((r = region_first_in(e, va, va + len))) {
+		r->refs = 0;
+		r->nref = 0;
+		r->owned = false;
+		r->state = R_IDLE;
+		rlist_add_tail(&e->lru, r);
 		region_evict(e, r);
 	}
 	return pending_flush(e);
@@ -721,41 +1257,67 @@ DME_EXPORT int dme_dma_alloc(struct dme_engine *e, size_t len, unsigned flags,
 	int ret = dme_mem_params_from_config(&p, &e->cfg, len);
 	if (ret)
 		return ret;
+	struct dma_rec *rec = calloc(1, sizeof(*rec));
+	if (!rec)
+		return -ENOMEM;
 	struct dme_mem *m;
 	ret = dme_mem_alloc(&p, &m);
 	if (ret)
-		return ret;
-	struct mem_hint h = {m->page_size, m->fd, m->fd_offset};
+		goto err_rec;
+	struct mem_hint h = {m->page_size, m->fd, m->fd_offset, true};
+	pthread_mutex_lock(&e->lock);
+	bool needs_pa = e->geo.needs_pa;
+	pthread_mutex_unlock(&e->lock);
 	/* without an IOMMU each page is its own physically contiguous piece */
-	size_t n = e->geo.needs_pa ? m->len / m->page_size : 1;
+	size_t n = needs_pa ? m->len / m->page_size : 1;
 	struct dme_region_req *q = calloc(n, sizeof(*q));
 	if (!q) {
-		dme_mem_free(m);
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto err_mem;
 	}
 	for (size_t i = 0; i < n; i++)
 		q[i] = (struct dme_region_req){(char *)m->va + i * (m->len / n), m->len / n, flags, 0};
 	ret = register_batch(e, q, n, &h);
 	uint64_t iova = q[0].iova;
 	free(q);
-	if (ret) {
-		dme_mem_free(m);
-		return ret;
-	}
-	*out = (struct dme_dma_mem){m->va, m->len, iova, m->page_size, m->node_actual, m};
+	if (ret)
+		goto err_mem;
+	rec->d = (struct dme_dma_mem){m->va, m->len, iova, m->page_size, m->node_actual, m};
+	pthread_mutex_lock(&e->lock);
+	rec->next = e->dma;
+	e->dma = rec;
+	pthread_mutex_unlock(&e->lock);
+	*out = rec->d;
 	return 0;
+err_mem:
+	dme_mem_free(m);
+err_rec:
+	free(rec);
+	return ret;
 }
 
 DME_EXPORT int dme_dma_free(struct dme_engine *e, struct dme_dma_mem *d)
 {
 	pthread_mutex_lock(&e->lock);
-	int ret = region_drop_locked(e, (uintptr_t)d->va, d->len);
+	struct dma_rec **pp = &e->dma, *rec;
+	for (; (rec = *pp); pp = &rec->next)
+		if (rec->d.mem == d->mem && rec->d.va == d->va)
+			break;
+	if (!rec || rec->d.len != d->len || rec->d.iova != d->iova) {
+		pthread_mutex_unlock(&e->lock);
+		dme_err("dma_free: {va %p, len 0x%zx, iova 0x%" PRIx64 "} is not a live allocation of this engine (%s)",
+			d->va, d->len, d->iova,
+			rec ? "its length or IOVA was changed" : "freed already, or from another engine");
+		return rec ? -EINVAL : -ENOENT;
+	}
+	int ret = dma_drop_locked(e, (uintptr_t)rec->d.va, rec->d.len);
+	if (!ret)
+		*pp = rec->next;
 	pthread_mutex_unlock(&e->lock);
-	if (ret == -ENOENT)
-		dme_err("dma_free: %p is not memory of this engine", d->va);
 	if (ret)
 		return ret;	/* still mapped: the memory must not go back */
-	dme_mem_free(d->mem);
+	dme_mem_free(rec->d.mem);
+	free(rec);
 	memset(d, 0, sizeof(*d));
 	return 0;
 }
@@ -1089,6 +1651,10 @@ static int engine_start(struct dme_engine *e)
 	}
 	entry_limit_apply(e);
 	e->idle_budget = e->cfg.cache_budget_bytes ? e->cfg.cache_budget_bytes : memlock_budget();
+	if (!e->cfg.cache_monitor)
+		dme_info("engine: DME_CACHE_MONITOR=0: caller memory is unmapped once unregistered (DMA memory stays cached)");
+	else if (monitor_open(&e->mon))
+		dme_info("engine: no memory monitor here: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	return 0;
 }
 
@@ -1116,6 +1682,9 @@ static int engine_open_with(const struct dme_config *cfg,
 	ret = engine_start(e);
 	if (ret)
 		goto err_close;
+	if (!e->family)
+		e->family = atomic_fetch_add(&next_family, 1);
+	engine_list_add(e);
 	*out = e;
 	return 0;
 err_close:
@@ -1152,6 +1721,9 @@ DME_EXPORT void dme_engine_close(struct dme_engine *e)
 {
 	if (!e)
 		return;
+	engine_list_del(e);
+	if (e->forked)
+		return;	/* a child's copy: the kernel objects are the parent's; leave them */
 	pthread_mutex_lock(&e->lock);
 	/* every region, active or not, goes through the same unmap path */
 	struct avl_node *a;
@@ -1163,19 +1735,35 @@ DME_EXPORT void dme_engine_close(struct dme_engine *e)
 		}
 		region_evict(e, r);
 	}
-	if (pending_flush(e))
-		dme_err("close: %" PRIu64 " mappings could not be unmapped", e->pending.n);
+	int ret = pending_flush(e);
+	if (ret)
+		dme_err("close: %" PRIu64 " mappings could not be unmapped; their memory is not freed",
+			e->pending.n);
 	while (e->pending.n) {
 		struct region *r = e->pending.head.next;
 		rlist_del(&e->pending, r);
-		free(r);
+		region_free(r);
+	}
+	/* DMA memory the caller did not free: unmapped above, freed here */
+	while (e->dma) {
+		struct dma_rec *rec = e->dma;
+		e->dma = rec->next;
+		if (!ret)
+			dme_mem_free(rec->d.mem);
+		free(rec);
 	}
 	pthread_mutex_unlock(&e->lock);
+	monitor_close(e->mon);
 	xlate_destroy(&e->xlate);
 	dme_iova_space_destroy(e->iova);
 	e->ops->close(e->be);
 	free(e->geo_rsv);
 	engine_free(e);
+}
+
+DME_EXPORT const char *dme_engine_cache_monitor(const struct dme_engine *e)
+{
+	return e->mon ? monitor_mode(e->mon) : NULL;
 }
 
 DME_EXPORT const char *dme_engine_backend_name(const struct dme_engine *e)
@@ -1213,12 +1801,20 @@ DME_EXPORT void dme_engine_stats(struct dme_engine *e, struct dme_engine_stats *
 	pthread_mutex_unlock(&e->lock);
 }
 
+static int cmp_u64_pair(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
 DME_EXPORT int dme_engine_check(struct dme_engine *e)
 {
 	int ret = 0;
 	pthread_mutex_lock(&e->lock);
 	uint64_t prev_end = 0, mapped = 0, pinned = 0;
 	bool first = true;
+	size_t nspan = 0, cap = e->by_va.n + e->pending.n;
+	uint64_t (*span)[2] = malloc((cap ? cap : 1) * sizeof(*span));	/* {iova, len} */
 	for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
 		struct region *r = va_region(a);
 		uint64_t iova;
@@ -1233,10 +1829,24 @@ DME_EXPORT int dme_engine_check(struct dme_engine *e)
 				r->len);
 			ret = -EUCLEAN;
 		}
-		if ((r->state == R_ACTIVE) != (r->refs > 0)) {
+		uint32_t sum = 0;
+		for (uint32_t i = 0; i < r->nref; i++) {
+			sum += r->refv[i].count;
+			if (!r->refv[i].len || r->refv[i].off + r->refv[i].len > r->len ||
+			    (i && (r->refv[i - 1].off > r->refv[i].off ||
+				   (r->refv[i - 1].off == r->refv[i].off &&
+				    r->refv[i - 1].len >= r->refv[i].len)))) {
+				dme_err("engine: region 0x%" PRIx64 " holds a bad registration", r->va);
+				ret = -EUCLEAN;
+			}
+		}
+		if (sum != r->refs || (r->state == R_ACTIVE) != (r->refs > 0 || r->owned) ||
+		    (r->state == R_IDLE) == (r->prev == NULL) || r->doomed || r->want) {
 			dme_err("engine: region 0x%" PRIx64 " state and references disagree", r->va);
 			ret = -EUCLEAN;
 		}
+		if (span)
+			span[nspan][0] = r->iova, span[nspan++][1] = r->len;
 		mapped += r->mapped;
 		pinned += r->mapped ? r->len : 0;
 		prev_end = r->va + r->len;
@@ -1248,8 +1858,22 @@ DME_EXPORT int dme_engine_check(struct dme_engine *e)
 			dme_err("engine: pending region 0x%" PRIx64 " still translates", r->va);
 			ret = -EUCLEAN;
 		}
+		if (span)
+			span[nspan][0] = r->iova, span[nspan++][1] = r->len;
 		mapped++;
 		pinned += r->len;
+	}
+	/* no two mappings share an IOVA (a device would reach the wrong one) */
+	if (span) {
+		qsort(span, nspan, sizeof(*span), cmp_u64_pair);
+		for (size_t i = 1; i < nspan; i++)
+			if (span[i][0] < span[i - 1][0] + span[i - 1][1]) {
+				dme_err("engine: two mappings share IOVA 0x%" PRIx64, span[i][0]);
+				ret = -EUCLEAN;
+			}
+		free(span);
+	} else {
+		ret = ret ? ret : -ENOMEM;
 	}
 	mapped += e->orphans;
 	if (e->st.map_calls - e->st.unmap_calls != mapped || e->st.live_mappings != mapped) {
@@ -1275,6 +1899,7 @@ static int open_sibling_be(struct dme_engine *e, const void *src_)
 {
 	const struct dme_engine *src = src_;
 	e->ops = src->ops;
+	e->family = src->family;
 	return src->ops->sibling(src->be, &e->cfg, &e->be);
 }
 
@@ -1293,76 +1918,102 @@ DME_EXPORT int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine
 	return ret;
 }
 
+/*
+ * Map [va, +len), already mapped in @src, into its sibling @dst by sharing
+ * @src's pinned pages (IOAS_COPY). The two locks are taken in address
+ * order, so share(a, b) racing share(b, a) cannot deadlock.
+ */
 DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *va, size_t len,
 			 unsigned flags, uint64_t *iova)
 {
 	uint64_t a = (uintptr_t)va;
-	if (src == dst || src->ops != dst->ops || !src->ops->copy) {
-		dme_err("share: both engines must be siblings on a backend that can copy");
+	if (src == dst || src->family != dst->family || !src->ops->copy) {
+		dme_err("share: the destination must be a sibling of the source (dme_engine_open_sibling) on a backend that can copy");
 		return -EINVAL;
 	}
 	struct dme_region_req q = {va, len, flags, 0};
 	if (check_req(&q, 0))
 		return -EINVAL;
-	/* lock order: source, then destination */
-	pthread_mutex_lock(&src->lock);
-	pthread_mutex_lock(&dst->lock);
+	struct dme_engine *lo = src < dst ? src : dst, *hi = src < dst ? dst : src;
+	pthread_mutex_lock(&lo->lock);
+	pthread_mutex_lock(&hi->lock);
 	unsigned prot = prot_of(flags);
+	int ret;
+	coherence_sync(src);
+	coherence_sync(dst);
 	struct region *r = region_at(src, a);
-	int ret = -ENOENT;
-	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped) {
-		dme_err("share: [%p, +0x%zx) is not mapped in the source with these permissions",
+	ret = -ENOENT;
+	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped ||
+	    r->state != R_ACTIVE || r->stale) {
+		dme_err("share: [%p, +0x%zx) is not registered and mapped in the source with these permissions",
 			va, len);
 		goto out;
 	}
 	ret = -EBUSY;
-	if (region_at(dst, a) || region_at(dst, a + len - 1)) {
-		dme_err("share: [%p, +0x%zx) is already registered in the destination", va, len);
-		goto out;
-	}
+	for (struct region *o = region_first_in(dst, a, a + len); o;
+	     o = o->va + o->len < a + len ? region_first_in(dst, o->va + o->len, a + len) : NULL)
+		if (o->state == R_ACTIVE) {
+			dme_err("share: [%p, +0x%zx) overlaps a mapping in use in the destination",
+				va, len);
+			goto out;
+		}
 	ret = budget_enforce(dst, 1);
 	if (ret)
 		goto out;
+	struct region *n = region_new();
+	if (!n) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	uint64_t cong = r->page_size, dst_iova;
 	if (cong < (2u << 20) && len >= (2u << 20))
 		cong = 2u << 20;
 	ret = dme_iova_alloc_congruent(dst->iova, len, cong, a, &dst_iova);
 	if (ret) {
 		dme_err("share: no IOVA range of 0x%zx bytes left in the destination", len);
-		goto out;
+		goto err_free_region;
 	}
 	ret = src->ops->copy(src->be, dst->be, r->iova + (a - r->va), dst_iova, len, prot);
 	if (ret)
 		goto err_free_iova;
 	dst->st.map_calls++;
 	dst->st.bytes_mapped += len;
-	struct region *n = calloc(1, sizeof(*n));
-	if (!n) {
-		ret = -ENOMEM;
-		goto err_unmap;
-	}
-	*n = (struct region){.va = a, .len = len, .iova = dst_iova, .page_size = r->page_size,
-			     .prot = prot, .refs = 1, .state = R_ACTIVE, .mapped = true, .fd = -1};
+	/* the shared mapping replaces idle ones of the destination */
+	for (struct region *o; (o = region_first_in(dst, a, a + len));)
+		region_evict(dst, o);
+	n->va = a;
+	n->len = len;
+	n->iova = dst_iova;
+	n->page_size = r->page_size;
+	n->prot = prot;
+	n->state = R_ACTIVE;
+	n->mapped = true;
+	ref_add(n, a, len);
 	ret = region_publish(dst, n);
-	if (ret) {
-		free(n);
+	if (ret)
 		goto err_unmap;
-	}
 	dst->st.live_mappings++;
 	dst->st.pinned_bytes += len;
 	*iova = dst_iova;
 	goto out;
-err_unmap:
-	{
-		struct be_unmap u = {dst_iova, len};
-		size_t d;
-		if (be_unmap_chunked(dst, &u, 1, &d))
-			dst->orphans++, dst->st.live_mappings++;
+err_unmap: {
+	struct be_unmap u = {dst_iova, len};
+	size_t d;
+	if (be_unmap_chunked(dst, &u, 1, &d)) {
+		/* still mapped: the IOVA stays allocated, never handed out again */
+		dme_err("share: undoing a failed share: [0x%" PRIx64 ", +0x%zx) could not be unmapped; its IOVA is kept out of use",
+			dst_iova, len);
+		dst->orphans++;
+		dst->st.live_mappings++;
+		goto err_free_region;
 	}
+}
 err_free_iova:
 	dme_iova_free(dst->iova, dst_iova, len);
+err_free_region:
+	region_free(n);
 out:
-	pthread_mutex_unlock(&dst->lock);
-	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&hi->lock);
+	pthread_mutex_unlock(&lo->lock);
 	return ret;
 }

@@ -185,6 +185,8 @@ void demo_stats_json(struct jw *w, const char *key, struct dme_engine *e)
 	dme_engine_stats(e, &st);
 	jw_obj(w, key);
 	jw_str(w, "backend", dme_engine_backend_name(e));
+	jw_str(w, "cache_monitor", dme_engine_cache_monitor(e) ? dme_engine_cache_monitor(e)
+								: "none");
 	jw_u64(w, "map_calls", st.map_calls);
 	jw_u64(w, "unmap_calls", st.unmap_calls);
 	jw_u64(w, "bytes_mapped", st.bytes_mapped);
@@ -340,6 +342,10 @@ int cmd_info(int argc, char **argv)
 		printf("demo engine     %s: 16 buffers, %" PRIu64 " map call(s), %" PRIu64 " live, invariants %s\n",
 		       dme_engine_backend_name(e), st.map_calls, st.live_mappings,
 		       dme_engine_check(e) ? "BROKEN" : "hold");
+		const char *mon = dme_engine_cache_monitor(e);
+		printf("mapping cache   %s\n",
+		       mon ? mon : "no memory monitor: caller memory is unmapped once unregistered (DMA memory stays cached)");
+		printf("                %s\n", mon ? "caller memory stays mapped after unregister until evicted; munmap/mremap/MADV_DONTNEED are seen" : "(DME_CACHE_MONITOR=0, no userfaultfd, or not permitted)");
 		dme_engine_close(e);
 		munmap(mem, 16 * 4096);
 	} else {

@@ -68,6 +68,7 @@ struct dme_config {
 	bool allow_iovas_set;			       /* DME_ALLOW_IOVAS */
 	uint64_t allow_iova_start, allow_iova_last;    /* inclusive window */
 	enum dme_log_level log_level;		       /* DME_LOG_LEVEL */
+	bool cache_monitor;			       /* DME_CACHE_MONITOR */
 };
 
 /**

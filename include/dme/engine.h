@@ -293,6 +293,22 @@ void dme_engine_stats(struct dme_engine *e, struct dme_engine_stats *st);
 struct dme_sim *dme_engine_sim(struct dme_engine *e);
 
 /**
+ * dme_engine_cache_monitor() - how the engine watches caller memory.
+ * @e: an open engine
+ *
+ * A mapping of caller memory stays cached after its last dme_unregister()
+ * (IDLE) only while a memory monitor watches its VA range, so a later
+ * munmap(), mremap() or MADV_DONTNEED/FREE/REMOVE of it is seen before the
+ * mapping could be handed out again. DMA memory from dme_dma_alloc() is
+ * dme's own and is always cached.
+ *
+ * Return: "userfaultfd" or "userfaultfd (user-mode faults only)", or NULL
+ * when no monitor runs (DME_CACHE_MONITOR=0, no userfaultfd in the kernel,
+ * or a fork()ed child): caller memory is then unmapped once unregistered.
+ */
+const char *dme_engine_cache_monitor(const struct dme_engine *e);
+
+/**
  * dme_engine_check() - verify the engine's invariants (tests, debugging).
  * @e: the engine
  *
