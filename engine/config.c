@@ -319,19 +319,34 @@ static int set_one(struct dme_config *cfg, const char *name, size_t nlen, const 
 	return -EINVAL;
 }
 
+static bool is_level_var(const char *name, size_t nlen)
+{
+	return nlen == strlen("DME_LOG_LEVEL") && !memcmp(name, "DME_LOG_LEVEL", nlen);
+}
+
+/*
+ * DME_LOG_LEVEL governs the process-wide log hook (the hook has one level,
+ * whatever config struct is in use): it is applied once the variable has
+ * been read without error, and never when it is absent, so a program's own
+ * dme_log_set_hook() level stands unless the user asks otherwise.
+ */
 DME_EXPORT int dme_config_set(struct dme_config *cfg, const char *name, const char *value)
 {
 	struct dme_config tmp = *cfg;
 	int ret = set_one(&tmp, name, strlen(name), value);
-	if (!ret)
-		*cfg = tmp;
-	return ret;
+	if (ret)
+		return ret;
+	*cfg = tmp;
+	if (is_level_var(name, strlen(name)))
+		dme_log_apply_level(cfg->log_level);
+	return 0;
 }
 
 DME_EXPORT int dme_config_apply_env(struct dme_config *cfg, char *const *envp)
 {
 	struct dme_config tmp = *cfg;
 	int first_err = 0;
+	bool level_set = false;
 
 	for (; envp && *envp; envp++) {
 		const char *kv = *envp;
@@ -343,9 +358,12 @@ DME_EXPORT int dme_config_apply_env(struct dme_config *cfg, char *const *envp)
 		int ret = set_one(&tmp, kv, (size_t)(eq - kv), eq + 1);
 		if (ret && !first_err)
 			first_err = ret;	/* keep going: report every bad variable */
+		level_set |= is_level_var(kv, (size_t)(eq - kv));
 	}
 	if (first_err)
 		return first_err;
 	*cfg = tmp;
+	if (level_set)
+		dme_log_apply_level(cfg->log_level);
 	return 0;
 }

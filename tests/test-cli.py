@@ -116,6 +116,16 @@ f = d.get('final', {})
 ok(f.get('live_mappings') == 0 and f.get('pinned_bytes') == 0 and f.get('invariants_hold') is True,
    'demo: teardown leaves nothing mapped and the invariants hold')
 
+# DME_LOG_LEVEL governs what the default hook prints (the demo's read-only
+# buffer always makes the simulator report one DMA write fault as a warning)
+r = run('demo', env={'DME_BACKEND': 'sim'})
+ok(r.returncode == 0 and 'dme: warn: ' in r.stderr and 'dme: debug: ' not in r.stderr,
+   'dme demo: warnings are printed by default, debug messages are not')
+r = run('demo', env={'DME_BACKEND': 'sim', 'DME_LOG_LEVEL': 'err'})
+ok(r.returncode == 0 and 'dme: warn: ' not in r.stderr, 'DME_LOG_LEVEL=err hides the warnings')
+r = run('demo', env={'DME_LOG_LEVEL': 'debug'})
+ok(r.returncode == 0 and 'dme: debug: ' in r.stderr, 'DME_LOG_LEVEL=debug prints debug messages')
+
 r = run('demo', env={'DME_BACKEND': 'iommufd'})
 ok(r.returncode == 1 if not os.path.exists('/dev/iommu') else True,
    'demo with an unavailable backend fails cleanly')

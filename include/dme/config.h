@@ -67,7 +67,7 @@ struct dme_config {
 	unsigned cache_budget_entries;		       /* DME_CACHE_ENTRIES */
 	bool allow_iovas_set;			       /* DME_ALLOW_IOVAS */
 	uint64_t allow_iova_start, allow_iova_last;    /* inclusive window */
-	enum dme_log_level log_level;		       /* DME_LOG_LEVEL */
+	enum dme_log_level log_level;		       /* DME_LOG_LEVEL (dme/log.h) */
 };
 
 /**
@@ -80,6 +80,9 @@ void dme_config_init(struct dme_config *cfg);
  * dme_config_apply_env() - override @cfg from DME_* variables.
  * @cfg:  config to update; left unchanged when an error is returned
  * @envp: NULL-terminated "NAME=value" array (environ for the process)
+ *
+ * A DME_LOG_LEVEL in @envp also becomes the log hook's level (dme/log.h)
+ * when the call succeeds.
  *
  * Return: 0, or -EINVAL for an unknown DME_ name or a bad value (the log
  * hook receives a message naming the variable and listing valid choices).
