@@ -994,12 +994,30 @@ static uint64_t memlock_budget(void)
 	return rl.rlim_cur;
 }
 
+/* Whether the host offers @o's interface: 0, or an error with @why set. */
+static int probe_backend(const struct be_ops *o, const struct dme_config *c, char *why,
+			 size_t len)
+{
+	why[0] = 0;
+	int ret = o->probe ? o->probe(c, why, len) : 0;
+	if (ret && !why[0])
+		strncat(why, strerror(-ret), len - 1);
+	return ret;
+}
+
 static int open_backend(struct dme_engine *e)
 {
 	const struct dme_config *c = &e->cfg;
+	char why[256];
 	if (c->backend != DME_BACKEND_AUTO) {
 		for (const struct be_ops *const *o = be_all; *o; o++)
 			if (!strcmp((*o)->name, dme_backend_name(c->backend))) {
+				int ret = probe_backend(*o, c, why, sizeof(why));
+				if (ret) {
+					dme_err("DME_BACKEND=%s cannot be used on this host: %s",
+						(*o)->name, why);
+					return ret;
+				}
 				e->ops = *o;
 				return (*o)->open(c, &e->be);
 			}
@@ -1011,7 +1029,12 @@ static int open_backend(struct dme_engine *e)
 			dme_dbg("backend %s: skipped, no DME_DEVICE to attach", (*o)->name);
 			continue;
 		}
-		int ret = (*o)->open(c, &e->be);
+		int ret = probe_backend(*o, c, why, sizeof(why));
+		if (ret) {
+			dme_dbg("backend %s: not available (%s)", (*o)->name, why);
+			continue;
+		}
+		ret = (*o)->open(c, &e->be);
 		if (!ret) {
 			e->ops = *o;
 			if (*o == &be_sim_ops)

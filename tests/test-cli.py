@@ -126,9 +126,29 @@ ok(r.returncode == 0 and 'dme: warn: ' not in r.stderr, 'DME_LOG_LEVEL=err hides
 r = run('demo', env={'DME_LOG_LEVEL': 'debug'})
 ok(r.returncode == 0 and 'dme: debug: ' in r.stderr, 'DME_LOG_LEVEL=debug prints debug messages')
 
-r = run('demo', env={'DME_BACKEND': 'iommufd'})
-ok(r.returncode == 1 if not os.path.exists('/dev/iommu') else True,
-   'demo with an unavailable backend fails cleanly')
+# a backend asked for by name that this host lacks: -ENODEV, an error that
+# says why, and dme info prints that reason in its table
+for backend, node in (('iommufd', '/dev/iommu'), ('vfio', '/dev/vfio/vfio')):
+    if os.path.exists(node):
+        ok(True, f'DME_BACKEND={backend} without {node} # SKIP this host has {node}')
+        ok(True, f'dme info with DME_BACKEND={backend} # SKIP this host has {node}')
+        continue
+    r = run('demo', env={'DME_BACKEND': backend})
+    ok(r.returncode == 1 and f'dme: err: DME_BACKEND={backend} ' in r.stderr and node in r.stderr
+       and 'No such device' in r.stderr,
+       f'DME_BACKEND={backend} without {node}: demo fails with an error naming {node} (ENODEV)')
+    r = run('info', env={'DME_BACKEND': backend})
+    line = next((l for l in r.stdout.splitlines() if l.startswith('demo engine')), '')
+    ok(r.returncode == 0 and 'none could be opened' in line and node in line and
+       'messages above' not in line,
+       f'dme info with DME_BACKEND={backend}: the table says why there is no engine')
+r = run('info', '--json', env={'DME_BACKEND': 'iommufd'})
+try:
+    err = json.loads(r.stdout).get('engine_error', '')
+except ValueError:
+    err = ''
+ok('/dev/iommu' in err if not os.path.exists('/dev/iommu') else True,
+   'dme info --json says why there is no engine (engine_error)')
 
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

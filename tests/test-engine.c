@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <dme/engine.h>
 #include <dme/mem.h>
@@ -563,10 +564,37 @@ static void test_noiommu(void)
 	run_in_child("noiommu", noiommu_no_cap, NULL);
 }
 
+/* A backend asked for by name whose interface this host lacks. */
+static void missing_backend(enum dme_backend_kind kind, const char *node)
+{
+	const char *name = dme_backend_name(kind);
+	if (!access(node, F_OK)) {
+		ok(1, "DME_BACKEND=%s without %s # SKIP this host has %s", name, node, node);
+		return;
+	}
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = kind;
+	struct dme_engine *e = NULL;
+	logcap_reset();
+	ok_eq(dme_engine_open(&c, &e), -ENODEV, "DME_BACKEND=%s without %s is -ENODEV", name, node);
+	ok(!e && logcap.count[DME_LOG_ERR] == 1 && strstr(logcap.last, name) &&
+		   strstr(logcap.last, node),
+	   "... with one error naming the backend and %s", node);
+	diag("dme said: %s", logcap.last);
+}
+
+static void test_missing_backend(void)
+{
+	missing_backend(DME_BACKEND_IOMMUFD, "/dev/iommu");
+	missing_backend(DME_BACKEND_VFIO, "/dev/vfio/vfio");
+}
+
 int main(void)
 {
 	logcap_install();
 	test_open();
+	test_missing_backend();
 	test_register_translate();
 	test_readonly();
 	test_bad_input();
