@@ -227,9 +227,9 @@ static int p_level(struct dme_config *c, const struct var *v, const char *val)
 
 static const struct dme_config_var pub_vars[] = {
 	{"DME_BACKEND", "auto|iommufd|vfio|noiommu|sim", "auto",
-	  "IOMMU interface; auto tries iommufd, vfio, noiommu, then sim"},
+	  "IOMMU interface; auto tries iommufd, vfio, noiommu for DME_DEVICE, sim without one"},
 	{"DME_DEVICE", "comma list of PCI addresses (0000:00:03.0) or cdev paths", "",
-	  "devices to attach, all on one IO address space"},
+	  "devices to attach, all on one IO address space; one that cannot be is an error"},
 	{"DME_HUGEPAGE", "auto|1G|2M|thp|none", "auto",
 	  "backing page size of DMA memory; every fallback is logged"},
 	{"DME_NUMA", "device|local|interleave|<node number>", "device",

@@ -142,6 +142,16 @@ for backend, node in (('iommufd', '/dev/iommu'), ('vfio', '/dev/vfio/vfio')):
     ok(r.returncode == 0 and 'none could be opened' in line and node in line and
        'messages above' not in line,
        f'dme info with DME_BACKEND={backend}: the table says why there is no engine')
+# a named device that cannot be opened is an error, not the simulator
+r = run('demo', '--json', env={'DME_DEVICE': '0000:ff:1f.7'})
+ok(r.returncode == 1 and 'dme: err: DME_DEVICE=0000:ff:1f.7 ' in r.stderr and
+   '"backend"' not in r.stdout,
+   'dme demo with a DME_DEVICE that cannot be opened fails, naming the device')
+r = run('info', env={'DME_DEVICE': '0000:ff:1f.7'})
+line = next((l for l in r.stdout.splitlines() if l.startswith('demo engine')), '')
+ok(r.returncode == 0 and 'none could be opened' in line and '0000:ff:1f.7' in line,
+   'dme info with that DME_DEVICE: no demo engine, and why')
+
 r = run('info', '--json', env={'DME_BACKEND': 'iommufd'})
 try:
     err = json.loads(r.stdout).get('engine_error', '')

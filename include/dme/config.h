@@ -26,7 +26,7 @@ extern "C" {
 
 /** Which IOMMU interface the engine drives (DME_BACKEND). */
 enum dme_backend_kind {
-	DME_BACKEND_AUTO = 0, /* iommufd, then vfio, then noiommu, then sim */
+	DME_BACKEND_AUTO = 0, /* iommufd, vfio, noiommu for DME_DEVICE; sim without */
 	DME_BACKEND_IOMMUFD,
 	DME_BACKEND_VFIO,
 	DME_BACKEND_NOIOMMU,
