@@ -205,16 +205,6 @@ void demo_stats_json(struct jw *w, const char *key, struct dme_engine *e)
 }
 
 
-/* While the demo engine opens: dme's messages to stderr, as the default hook
- * prints them, and the last error kept to say why the engine is missing. */
-static void keep_last_error(void *ctx, enum dme_log_level level, const char *msg)
-{
-	static const char *const names[] = {"err", "warn", "info", "debug"};
-	fprintf(stderr, "dme: %s: %s\n", level >= 0 && level <= 3 ? names[level] : "?", msg);
-	if (level == DME_LOG_ERR)
-		snprintf(ctx, 512, "%s", msg);
-}
-
 /*
  * A demo engine on the configured backend (DME_BACKEND, DME_DEVICE; the
  * simulator when no device is named): 16 contiguous buffers registered in
@@ -226,17 +216,15 @@ static struct dme_engine *demo_engine(uint8_t **mem, char why[512])
 	extern char **environ;
 	struct dme_config cfg;
 	struct dme_engine *e;
-	char last[512] = "";
 	dme_config_init(&cfg);
 	if (dme_config_apply_env(&cfg, environ)) {
 		snprintf(why, 512, "the DME_* environment is not valid (see dme config)");
 		return NULL;
 	}
-	enum dme_log_level level = dme_log_get_level();
-	dme_log_set_hook(keep_last_error, last, level);
+	cli_log_forget();
 	int ret = dme_engine_open(&cfg, &e);
-	dme_log_set_hook(NULL, NULL, level);
 	if (ret) {
+		const char *last = cli_log_last_error();
 		snprintf(why, 512, "%s%s%s", strerror(-ret), last[0] ? "; " : "", last);
 		return NULL;
 	}
