@@ -12,8 +12,10 @@
  * allocator only after the unmap call that removed it has returned.
  *
  * All functions are thread-safe; dme_vtoiova() and dme_iovatov() never
- * block. Errors are negative errno values with a message through the log
- * hook; a failed call leaves no partial state.
+ * block. Errors are negative errno values; a failed call leaves no partial
+ * state. Failures to open, register, map or share come with a message
+ * through the log hook; the lookups' -ENOENT does not (they never log), nor
+ * do most -ENOMEM returns.
  */
 #ifndef DME_ENGINE_H
 #define DME_ENGINE_H
