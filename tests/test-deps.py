@@ -41,7 +41,7 @@ PROVIDER = {
     # says so and stops
     'sudo': None,
     # Meson dependency() / find_library() names
-    'threads': 'libc6-dev', 'numa': 'libnuma-dev', 'liburing': 'liburing-dev',
+    'threads': 'libc6-dev', 'dl': 'libc6-dev', 'numa': 'libnuma-dev', 'liburing': 'liburing-dev',
     'benchmark': 'libbenchmark-dev',
 }
 LANGUAGE_COMPILER = {'c': 'gcc', 'cpp': 'g++'}
