@@ -1003,8 +1003,7 @@ static void str_append(char *buf, size_t len, const char *s)
 }
 
 /* Whether the host offers @o's interface: 0, or an error with @why set. */
-static int probe_backend(const struct be_ops *o, const struct dme_config *c, char *why,
-			 size_t len)
+static int probe_backend(const struct be_ops *o, const struct dme_config *c, char *why, size_t len)
 {
 	why[0] = 0;
 	int ret = o->probe ? o->probe(c, why, len) : 0;
@@ -1043,7 +1042,8 @@ static int open_backend(struct dme_engine *e)
 	for (const struct be_ops *const *o = be_all; *o; o++) {
 		if ((*o == &be_sim_ops) != !c->nr_devices) {
 			dme_dbg("backend %s: skipped, %s", (*o)->name,
-				c->nr_devices ? "DME_DEVICE names devices" : "no DME_DEVICE to attach");
+				c->nr_devices ? "DME_DEVICE names devices"
+					      : "no DME_DEVICE to attach");
 			continue;
 		}
 		int ret = probe_backend(*o, c, why, sizeof(why));
