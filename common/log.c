@@ -52,6 +52,13 @@ DME_EXPORT void dme_log_set_hook(dme_log_fn fn, void *ctx, enum dme_log_level le
 	pthread_mutex_unlock(&log_lock);
 }
 
+void dme_log_apply_level(enum dme_log_level level)
+{
+	pthread_mutex_lock(&log_lock);
+	log_level = level;
+	pthread_mutex_unlock(&log_lock);
+}
+
 DME_EXPORT enum dme_log_level dme_log_get_level(void)
 {
 	pthread_mutex_lock(&log_lock);

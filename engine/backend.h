@@ -61,6 +61,12 @@ struct be_unmap {
 
 struct be_ops {
 	const char *name;
+	/* Whether this host offers the interface at all, asked before open():
+	 * 0, or -ENODEV when it is absent (or the errno that keeps it from
+	 * being used, such as -EACCES) with the reason, for a message, in
+	 * @why. Logs nothing: the engine does, at a level that depends on
+	 * whether the backend was asked for by name. NULL: always present. */
+	int (*probe)(const struct dme_config *cfg, char *why, size_t len);
 	/* Open the interface and attach cfg->devices; *be is the backend state. */
 	int (*open)(const struct dme_config *cfg, void **be);
 	/* Current geometry; re-read after attach/detach. */
@@ -95,5 +101,10 @@ extern const struct be_ops be_noiommu_ops;
 /* Every backend compiled in, in the order DME_BACKEND=auto tries them;
  * NULL-terminated. The simulator is last. */
 extern const struct be_ops *const be_all[];
+
+/* A probe() for an interface that is a device node: 0 when @path opens
+ * read-write; -ENODEV when it does not exist (@why: the path, the error and
+ * @absent_hint), else the open's -errno. */
+int be_probe_node(const char *path, const char *absent_hint, char *why, size_t len);
 
 #endif

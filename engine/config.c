@@ -232,9 +232,9 @@ static int p_level(struct dme_config *c, const struct var *v, const char *val)
 
 static const struct dme_config_var pub_vars[] = {
 	{"DME_BACKEND", "auto|iommufd|vfio|noiommu|sim", "auto",
-	  "IOMMU interface; auto tries iommufd, vfio, noiommu, then sim"},
+	  "IOMMU interface; auto tries iommufd, vfio, noiommu for DME_DEVICE, sim without one"},
 	{"DME_DEVICE", "comma list of PCI addresses (0000:00:03.0) or cdev paths", "",
-	  "devices to attach, all on one IO address space"},
+	  "devices to attach, all on one IO address space; one that cannot be is an error"},
 	{"DME_HUGEPAGE", "auto|1G|2M|thp|none", "auto",
 	  "backing page size of DMA memory; every fallback is logged"},
 	{"DME_NUMA", "device|local|interleave|<node number>", "device",
@@ -328,19 +328,34 @@ static int set_one(struct dme_config *cfg, const char *name, size_t nlen, const 
 	return -EINVAL;
 }
 
+static bool is_level_var(const char *name, size_t nlen)
+{
+	return nlen == strlen("DME_LOG_LEVEL") && !memcmp(name, "DME_LOG_LEVEL", nlen);
+}
+
+/*
+ * DME_LOG_LEVEL governs the process-wide log hook (the hook has one level,
+ * whatever config struct is in use): it is applied once the variable has
+ * been read without error, and never when it is absent, so a program's own
+ * dme_log_set_hook() level stands unless the user asks otherwise.
+ */
 DME_EXPORT int dme_config_set(struct dme_config *cfg, const char *name, const char *value)
 {
 	struct dme_config tmp = *cfg;
 	int ret = set_one(&tmp, name, strlen(name), value);
-	if (!ret)
-		*cfg = tmp;
-	return ret;
+	if (ret)
+		return ret;
+	*cfg = tmp;
+	if (is_level_var(name, strlen(name)))
+		dme_log_apply_level(cfg->log_level);
+	return 0;
 }
 
 DME_EXPORT int dme_config_apply_env(struct dme_config *cfg, char *const *envp)
 {
 	struct dme_config tmp = *cfg;
 	int first_err = 0;
+	bool level_set = false;
 
 	for (; envp && *envp; envp++) {
 		const char *kv = *envp;
@@ -352,9 +367,12 @@ DME_EXPORT int dme_config_apply_env(struct dme_config *cfg, char *const *envp)
 		int ret = set_one(&tmp, kv, (size_t)(eq - kv), eq + 1);
 		if (ret && !first_err)
 			first_err = ret;	/* keep going: report every bad variable */
+		level_set |= is_level_var(kv, (size_t)(eq - kv));
 	}
 	if (first_err)
 		return first_err;
 	*cfg = tmp;
+	if (level_set)
+		dme_log_apply_level(cfg->log_level);
 	return 0;
 }

@@ -1556,34 +1556,90 @@ static uint64_t memlock_budget(void)
 	return rl.rlim_cur;
 }
 
+/* Appends @s to the string in @buf (@len bytes), as much as fits. */
+static void str_append(char *buf, size_t len, const char *s)
+{
+	size_t off = strlen(buf);
+	if (off + 1 < len)
+		strncat(buf, s, len - 1 - off);
+}
+
+/* Whether the host offers @o's interface: 0, or an error with @why set. */
+static int probe_backend(const struct be_ops *o, const struct dme_config *c, char *why, size_t len)
+{
+	why[0] = 0;
+	int ret = o->probe ? o->probe(c, why, len) : 0;
+	if (ret && !why[0])
+		str_append(why, len, strerror(-ret));
+	return ret;
+}
+
 static int open_backend(struct dme_engine *e)
 {
 	const struct dme_config *c = &e->cfg;
+	char why[256];
 	if (c->backend != DME_BACKEND_AUTO) {
 		for (const struct be_ops *const *o = be_all; *o; o++)
 			if (!strcmp((*o)->name, dme_backend_name(c->backend))) {
+				int ret = probe_backend(*o, c, why, sizeof(why));
+				if (ret) {
+					dme_err("DME_BACKEND=%s cannot be used on this host: %s",
+						(*o)->name, why);
+					return ret;
+				}
 				e->ops = *o;
 				return (*o)->open(c, &e->be);
 			}
 		dme_err("backend %s is not built into this dme", dme_backend_name(c->backend));
 		return -ENODEV;
 	}
+	/*
+	 * auto: the simulator when no device is named. Named devices get a real
+	 * interface or an error, never the simulator: a program that asked for
+	 * a device must not run on without real DMA mappings. The error is the
+	 * first one that is not "interface absent" (-ENODEV), else -ENODEV.
+	 */
+	char reasons[384] = "";
+	int err = -ENODEV;
 	for (const struct be_ops *const *o = be_all; *o; o++) {
-		if (*o != &be_sim_ops && !c->nr_devices) {
-			dme_dbg("backend %s: skipped, no DME_DEVICE to attach", (*o)->name);
+		if ((*o == &be_sim_ops) != !c->nr_devices) {
+			dme_dbg("backend %s: skipped, %s", (*o)->name,
+				c->nr_devices ? "DME_DEVICE names devices"
+					      : "no DME_DEVICE to attach");
 			continue;
 		}
-		int ret = (*o)->open(c, &e->be);
+		int ret = probe_backend(*o, c, why, sizeof(why));
 		if (!ret) {
-			e->ops = *o;
-			if (*o == &be_sim_ops)
-				dme_info("no IOMMU interface reachable; using the simulator (DME_BACKEND=auto)");
-			return 0;
+			ret = (*o)->open(c, &e->be);
+			if (!ret) {
+				e->ops = *o;
+				if (*o == &be_sim_ops)
+					dme_info("no DME_DEVICE named; using the simulator (DME_BACKEND=auto)");
+				return 0;
+			}
+			why[0] = 0;
+			str_append(why, sizeof(why), strerror(-ret));
 		}
-		dme_dbg("backend %s: not available (%s)", (*o)->name, strerror(-ret));
+		dme_dbg("backend %s: not available (%s)", (*o)->name, why);
+		str_append(reasons, sizeof(reasons), reasons[0] ? "; " : "");
+		str_append(reasons, sizeof(reasons), (*o)->name);
+		str_append(reasons, sizeof(reasons), ": ");
+		str_append(reasons, sizeof(reasons), why);
+		if (ret != -ENODEV && err == -ENODEV)
+			err = ret;
 	}
-	dme_err("no backend could be opened");
-	return -ENODEV;
+	if (!c->nr_devices) {
+		dme_err("no backend could be opened: %s", reasons);
+		return err;
+	}
+	char devs[DME_DEVICE_NAME_MAX + 32] = "";
+	for (unsigned i = 0; i < c->nr_devices; i++) {
+		str_append(devs, sizeof(devs), i ? "," : "");
+		str_append(devs, sizeof(devs), c->devices[i]);
+	}
+	dme_err("DME_DEVICE=%s cannot be used (%s); not falling back to the simulator for a named device",
+		devs, reasons);
+	return err;
 }
 
 static struct dme_engine *engine_new(const struct dme_config *cfg, int *err)

@@ -69,6 +69,13 @@ struct ifd {
 static int ifd_attach(void *be, const char *dev);
 static void ifd_close(void *be);
 
+static int ifd_probe(const struct dme_config *cfg, char *why, size_t len)
+{
+	(void)cfg;
+	return be_probe_node("/dev/iommu", " (a kernel without CONFIG_IOMMUFD, or iommufd not loaded)",
+			     why, len);
+}
+
 static int ifd_open(const struct dme_config *cfg, void **out)
 {
 	struct ifd *b = calloc(1, sizeof(*b));
@@ -78,7 +85,7 @@ static int ifd_open(const struct dme_config *cfg, void **out)
 	b->fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
 	if (b->fd < 0) {
 		int ret = -errno;
-		dme_dbg("iommufd: cannot open /dev/iommu: %s", strerror(errno));
+		dme_err("iommufd: cannot open /dev/iommu: %s", strerror(errno));
 		free(b);
 		return ret;
 	}
@@ -350,6 +357,7 @@ int dme_iommufd_ids(void *be, int *fd, uint32_t *ioas)
 
 const struct be_ops be_iommufd_ops = {
 	.name = "iommufd",
+	.probe = ifd_probe,
 	.open = ifd_open,
 	.geometry = ifd_geometry,
 	.map = ifd_map,

@@ -31,18 +31,29 @@ struct noiommu {
 	unsigned nr_devs;
 };
 
+#define UNSAFE_MODE "/sys/module/vfio/parameters/enable_unsafe_noiommu_mode"
+
+static int nio_probe(const struct dme_config *cfg, char *why, size_t len)
+{
+	/* never chosen by DME_BACKEND=auto unless the host runs vfio without an
+	 * IOMMU on purpose; asked for by name, it is always there */
+	if (cfg->backend != DME_BACKEND_AUTO)
+		return 0;
+	FILE *f = fopen(UNSAFE_MODE, "r");
+	if (!f) {
+		snprintf(why, len, "vfio is not loaded (no %s)", UNSAFE_MODE);
+		return -ENODEV;
+	}
+	int c = fgetc(f);
+	fclose(f);
+	if (c == 'Y')
+		return 0;
+	snprintf(why, len, "vfio's unsafe no-IOMMU mode is off (%s)", UNSAFE_MODE);
+	return -ENODEV;
+}
+
 static int nio_open(const struct dme_config *cfg, void **out)
 {
-	if (cfg->backend == DME_BACKEND_AUTO) {
-		/* never chosen by default unless the host runs vfio without an
-		 * IOMMU on purpose */
-		FILE *f = fopen("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "r");
-		int c = f ? fgetc(f) : 0;
-		if (f)
-			fclose(f);
-		if (c != 'Y')
-			return -ENODEV;
-	}
 	/* can this process see physical addresses at all? */
 	uint8_t *probe = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (probe == MAP_FAILED)
@@ -151,6 +162,7 @@ static void nio_close(void *be)
 
 const struct be_ops be_noiommu_ops = {
 	.name = "noiommu",
+	.probe = nio_probe,
 	.open = nio_open,
 	.geometry = nio_geometry,
 	.map = nio_map,

@@ -52,6 +52,13 @@ struct vfio {
 static int vfio_attach(void *be, const char *dev);
 static void vfio_close(void *be);
 
+static int vfio_probe(const struct dme_config *cfg, char *why, size_t len)
+{
+	(void)cfg;
+	return be_probe_node("/dev/vfio/vfio", " (a kernel without VFIO, or vfio not loaded)", why,
+			     len);
+}
+
 static int vfio_open(const struct dme_config *cfg, void **out)
 {
 	struct vfio *b = calloc(1, sizeof(*b));
@@ -60,7 +67,7 @@ static int vfio_open(const struct dme_config *cfg, void **out)
 	b->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
 	if (b->container < 0) {
 		int ret = -errno;
-		dme_dbg("vfio: cannot open /dev/vfio/vfio: %s", strerror(errno));
+		dme_err("vfio: cannot open /dev/vfio/vfio: %s", strerror(errno));
 		free(b);
 		return ret;
 	}
@@ -323,6 +330,7 @@ int dme_vfio_container(void *be)
 
 const struct be_ops be_vfio_ops = {
 	.name = "vfio",
+	.probe = vfio_probe,
 	.open = vfio_open,
 	.geometry = vfio_geometry,
 	.map = vfio_map,

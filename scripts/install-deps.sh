@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Installs everything dme needs on Debian 12 (bookworm). Idempotent.
+# Installs everything dme needs on Debian 12 (bookworm), down to a bare
+# `debootstrap --variant=minbase` root. Idempotent.
 #   scripts/install-deps.sh          build + unit/bench dependencies
 #   scripts/install-deps.sh --vm     also the VM test tier (QEMU, kernel source)
 # Adds bookworm-backports (never testing/sid) for linux-source-6.12 and the
 # 6.12 linux-libc-dev that carries <linux/iommufd.h>.
+#
+# The lists below name every package that a script, a build file or a test
+# looks for or calls (tests/test-deps.py checks that they do, so the lists
+# cannot drift). Essential packages (coreutils, tar, ...) are listed too when
+# a script checks for them: they are always installed, so it costs nothing.
 set -euo pipefail
 
 want_vm=0
 [ "${1:-}" = "--vm" ] && want_vm=1
 
 SUDO=
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "dme: not root and no sudo: run scripts/install-deps.sh as root" >&2
+		exit 1
+	fi
+	SUDO=sudo
+fi
 
 bp=/etc/apt/sources.list.d/dme-bookworm-backports.sources
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -25,10 +37,18 @@ SRC
 	need_update=1
 fi
 
-pkgs=(meson ninja-build pkg-config gcc g++ clang libclang-rt-14-dev
+# build, unit tests (test-cli.py and .ci/count.py run with python3), the
+# sanitizer builds, the clang/libFuzzer build, benchmarks, scripts/hugepages.sh
+pkgs=(meson ninja-build pkg-config python3 gcc g++ libc6-dev clang libclang-rt-14-dev
       liburing-dev libnuma-dev numactl libhugetlbfs-bin libbenchmark-dev)
-vm_pkgs=(qemu-system-x86 busybox-static cpio bc bison flex libelf-dev libssl-dev
-	 xz-utils linux-source-6.12)
+# the VM tier: QEMU (run-vm.py), the initramfs (mkinitrd.sh: busybox-static,
+# cpio, gzip, readelf from binutils), the guest kernel (build-kernel.sh's
+# checks: make, gcc, binutils, bc, bison, flex, xz, tar, flock, sha256sum,
+# perl, libelf, openssl headers, the kernel source)
+vm_pkgs=(qemu-system-x86 busybox-static cpio gzip make binutils bc bison flex libelf-dev
+	 libssl-dev xz-utils tar util-linux coreutils perl-base linux-source-6.12)
+# from bookworm-backports explicitly (bookworm's own is too old)
+bp_pkgs=(linux-libc-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -52,8 +72,8 @@ if [ ${#missing[@]} -gt 0 ] || [ $hdr_ok -eq 0 ] || [ "${need_update:-0}" = 1 ];
 		$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 	fi
 	if [ $hdr_ok -eq 0 ]; then
-		echo "dme: installing linux-libc-dev from bookworm-backports"
-		$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports linux-libc-dev
+		echo "dme: installing ${bp_pkgs[*]} from bookworm-backports"
+		$SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports "${bp_pkgs[@]}"
 	fi
 fi
 echo "dme: dependencies present"

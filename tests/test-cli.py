@@ -116,9 +116,49 @@ f = d.get('final', {})
 ok(f.get('live_mappings') == 0 and f.get('pinned_bytes') == 0 and f.get('invariants_hold') is True,
    'demo: teardown leaves nothing mapped and the invariants hold')
 
-r = run('demo', env={'DME_BACKEND': 'iommufd'})
-ok(r.returncode == 1 if not os.path.exists('/dev/iommu') else True,
-   'demo with an unavailable backend fails cleanly')
+# DME_LOG_LEVEL governs what the default hook prints (the demo's read-only
+# buffer always makes the simulator report one DMA write fault as a warning)
+r = run('demo', env={'DME_BACKEND': 'sim'})
+ok(r.returncode == 0 and 'dme: warn: ' in r.stderr and 'dme: debug: ' not in r.stderr,
+   'dme demo: warnings are printed by default, debug messages are not')
+r = run('demo', env={'DME_BACKEND': 'sim', 'DME_LOG_LEVEL': 'err'})
+ok(r.returncode == 0 and 'dme: warn: ' not in r.stderr, 'DME_LOG_LEVEL=err hides the warnings')
+r = run('demo', env={'DME_LOG_LEVEL': 'debug'})
+ok(r.returncode == 0 and 'dme: debug: ' in r.stderr, 'DME_LOG_LEVEL=debug prints debug messages')
+
+# a backend asked for by name that this host lacks: -ENODEV, an error that
+# says why, and dme info prints that reason in its table
+for backend, node in (('iommufd', '/dev/iommu'), ('vfio', '/dev/vfio/vfio')):
+    if os.path.exists(node):
+        ok(True, f'DME_BACKEND={backend} without {node} # SKIP this host has {node}')
+        ok(True, f'dme info with DME_BACKEND={backend} # SKIP this host has {node}')
+        continue
+    r = run('demo', env={'DME_BACKEND': backend})
+    ok(r.returncode == 1 and f'dme: err: DME_BACKEND={backend} ' in r.stderr and node in r.stderr
+       and 'No such device' in r.stderr,
+       f'DME_BACKEND={backend} without {node}: demo fails with an error naming {node} (ENODEV)')
+    r = run('info', env={'DME_BACKEND': backend})
+    line = next((l for l in r.stdout.splitlines() if l.startswith('demo engine')), '')
+    ok(r.returncode == 0 and 'none could be opened' in line and node in line and
+       'messages above' not in line,
+       f'dme info with DME_BACKEND={backend}: the table says why there is no engine')
+# a named device that cannot be opened is an error, not the simulator
+r = run('demo', '--json', env={'DME_DEVICE': '0000:ff:1f.7'})
+ok(r.returncode == 1 and 'dme: err: DME_DEVICE=0000:ff:1f.7 ' in r.stderr and
+   '"backend"' not in r.stdout,
+   'dme demo with a DME_DEVICE that cannot be opened fails, naming the device')
+r = run('info', env={'DME_DEVICE': '0000:ff:1f.7'})
+line = next((l for l in r.stdout.splitlines() if l.startswith('demo engine')), '')
+ok(r.returncode == 0 and 'none could be opened' in line and '0000:ff:1f.7' in line,
+   'dme info with that DME_DEVICE: no demo engine, and why')
+
+r = run('info', '--json', env={'DME_BACKEND': 'iommufd'})
+try:
+    err = json.loads(r.stdout).get('engine_error', '')
+except ValueError:
+    err = ''
+ok('/dev/iommu' in err if not os.path.exists('/dev/iommu') else True,
+   'dme info --json says why there is no engine (engine_error)')
 
 print(f"1..{n}")
 sys.exit(1 if failed else 0)

@@ -5,6 +5,7 @@
 
 #include <dme/config.h>
 
+#include "log_internal.h"
 #include "logcap.h"
 #include "tap.h"
 
@@ -112,6 +113,54 @@ static void test_log_levels(void)
 	logcap_install();
 }
 
+/* One message per level through the library's own logging calls. */
+static void log_each_level(void)
+{
+	logcap_reset();
+	dme_err("test: an error");
+	dme_warn("test: a warning");
+	dme_info("test: a note");
+	dme_dbg("test: a debug detail");
+}
+
+static void test_log_level_env(void)
+{
+	struct dme_config c;
+	dme_config_init(&c);
+	dme_log_set_hook(logcap_hook, &logcap, DME_LOG_WARN);
+
+	char *err[] = {"DME_LOG_LEVEL=err", NULL};
+	ok_eq(dme_config_apply_env(&c, err), 0, "DME_LOG_LEVEL=err applies");
+	ok_eq(dme_log_get_level(), DME_LOG_ERR, "DME_LOG_LEVEL=err: the hook's level is err");
+	log_each_level();
+	ok(logcap.count[DME_LOG_ERR] == 1 && logcap.count[DME_LOG_WARN] == 0,
+	   "DME_LOG_LEVEL=err: errors are delivered, warnings are not");
+
+	char *debug[] = {"DME_LOG_LEVEL=debug", NULL};
+	ok_eq(dme_config_apply_env(&c, debug), 0, "DME_LOG_LEVEL=debug applies");
+	log_each_level();
+	ok(logcap.count[DME_LOG_ERR] == 1 && logcap.count[DME_LOG_WARN] == 1 &&
+		   logcap.count[DME_LOG_INFO] == 1 && logcap.count[DME_LOG_DEBUG] == 1,
+	   "DME_LOG_LEVEL=debug: debug messages are delivered too");
+
+	char *bad[] = {"DME_LOG_LEVEL=info", "DME_NOPE=1", NULL};
+	dme_config_apply_env(&c, bad);
+	ok_eq(dme_log_get_level(), DME_LOG_DEBUG, "a failed apply leaves the log level alone");
+
+	char *none[] = {"DME_BACKEND=sim", NULL};
+	dme_log_set_hook(logcap_hook, &logcap, DME_LOG_INFO);
+	ok_eq(dme_config_apply_env(&c, none), 0, "an environment without DME_LOG_LEVEL applies");
+	ok_eq(dme_log_get_level(), DME_LOG_INFO,
+	      "... and leaves the level given to dme_log_set_hook() alone");
+
+	ok_eq(dme_config_set(&c, "DME_LOG_LEVEL", "warn"), 0, "dme_config_set(DME_LOG_LEVEL, warn)");
+	log_each_level();
+	ok(dme_log_get_level() == DME_LOG_WARN && logcap.count[DME_LOG_WARN] == 1 &&
+		   logcap.count[DME_LOG_INFO] == 0,
+	   "dme_config_set sets the level too: warnings delivered, notes not");
+	logcap_install();
+}
+
 int main(void)
 {
 	logcap_install();
@@ -120,5 +169,6 @@ int main(void)
 	test_env_bad();
 	test_table();
 	test_log_levels();
+	test_log_level_env();
 	return tap_done();
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <dme/engine.h>
 #include <dme/mem.h>
@@ -563,10 +564,72 @@ static void test_noiommu(void)
 	run_in_child("noiommu", noiommu_no_cap, NULL);
 }
 
+/* A backend asked for by name whose interface this host lacks. */
+static void missing_backend(enum dme_backend_kind kind, const char *node)
+{
+	const char *name = dme_backend_name(kind);
+	if (!access(node, F_OK)) {
+		ok(1, "DME_BACKEND=%s without %s # SKIP this host has %s", name, node, node);
+		return;
+	}
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = kind;
+	struct dme_engine *e = NULL;
+	logcap_reset();
+	ok_eq(dme_engine_open(&c, &e), -ENODEV, "DME_BACKEND=%s without %s is -ENODEV", name, node);
+	ok(!e && logcap.count[DME_LOG_ERR] == 1 && strstr(logcap.last, name) &&
+		   strstr(logcap.last, node),
+	   "... with one error naming the backend and %s", node);
+	diag("dme said: %s", logcap.last);
+}
+
+static void test_missing_backend(void)
+{
+	missing_backend(DME_BACKEND_IOMMUFD, "/dev/iommu");
+	missing_backend(DME_BACKEND_VFIO, "/dev/vfio/vfio");
+}
+
+/* DME_BACKEND=auto: the simulator only when no device is named. */
+static void test_auto_device(void)
+{
+	struct dme_config c;
+	struct dme_engine *e = NULL;
+	dme_config_init(&c);
+	logcap_reset();
+	ok_eq(dme_engine_open(&c, &e), 0, "auto without DME_DEVICE: opens");
+	ok(e && !strcmp(dme_engine_backend_name(e), "sim") && logcap.count[DME_LOG_INFO] == 1 &&
+		   logcap.count[DME_LOG_ERR] == 0,
+	   "auto without DME_DEVICE: the simulator, said at info level");
+	dme_engine_close(e);
+
+	/* no device by that name exists on any machine (bus 0xff, function 7) */
+	ok_eq(dme_config_set(&c, "DME_DEVICE", "0000:ff:1f.7"), 0, "DME_DEVICE=0000:ff:1f.7");
+	e = NULL;
+	logcap_reset();
+	ok_eq(dme_engine_open(&c, &e), -ENODEV,
+	      "auto with a device that cannot be opened is -ENODEV, not the simulator");
+	ok(!e && logcap.count[DME_LOG_INFO] == 0 && logcap.count[DME_LOG_ERR] >= 1 &&
+		   strstr(logcap.last, "DME_DEVICE=0000:ff:1f.7") && strstr(logcap.last, "iommufd") &&
+		   strstr(logcap.last, "vfio") && strstr(logcap.last, "simulator"),
+	   "... with an error naming the device, each backend's reason and the missing fallback");
+	diag("dme said: %s", logcap.last);
+
+	/* this host's reasons, where it has neither interface */
+	if (!access("/dev/iommu", F_OK) || !access("/dev/vfio/vfio", F_OK)) {
+		ok(1, "the reasons name /dev/iommu and /dev/vfio/vfio # SKIP this host has one");
+		return;
+	}
+	ok(strstr(logcap.last, "/dev/iommu") && strstr(logcap.last, "/dev/vfio/vfio"),
+	   "the reasons name /dev/iommu and /dev/vfio/vfio");
+}
+
 int main(void)
 {
 	logcap_install();
 	test_open();
+	test_missing_backend();
+	test_auto_device();
 	test_register_translate();
 	test_readonly();
 	test_bad_input();

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli.h - shared pieces of the dme command-line tool: the subcommand table
- * and a tiny JSON writer (objects, arrays, strings, numbers; no floats with
- * exponents of more than what printf gives).
+ * cli.h - shared pieces of the dme command-line tool: the subcommand table,
+ * a tiny JSON writer (objects, arrays, strings, numbers; no floats with
+ * exponents of more than what printf gives) and the tool's log hook.
  */
 #ifndef DME_CLI_H
 #define DME_CLI_H
@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <dme/log.h>
 
 struct cli_cmd {
 	const char *name;
@@ -45,6 +47,17 @@ void jw_end(struct jw *w);
 int read_text(const char *path, char *buf, size_t len);
 /* Reads an unsigned integer from a file. */
 int read_u64(const char *path, uint64_t *out);
+
+/*
+ * The dme tool's log hook (main installs it): prints what the default hook
+ * prints, and keeps the last error so that a command can say why something
+ * is missing. Programs that link a command without main keep their own hook;
+ * cli_log_last_error() then returns "".
+ */
+void cli_log_hook(void *ctx, enum dme_log_level level, const char *msg);
+/* The last error message since cli_log_forget(), or "". */
+const char *cli_log_last_error(void);
+void cli_log_forget(void);
 
 struct dme_engine;
 /* The counters of @e as a JSON object under @key. */

@@ -209,19 +209,30 @@ void demo_stats_json(struct jw *w, const char *key, struct dme_engine *e)
 
 /*
  * A demo engine on the configured backend (DME_BACKEND, DME_DEVICE; the
- * simulator when nothing else is reachable): 16 contiguous buffers
- * registered in one batch, so its counters show what a registration costs.
+ * simulator when no device is named): 16 contiguous buffers registered in
+ * one batch, so its counters show what a registration costs. NULL when it
+ * cannot be had, with the reason in @why.
  */
-static struct dme_engine *demo_engine(uint8_t **mem)
+static struct dme_engine *demo_engine(uint8_t **mem, char why[512])
 {
 	extern char **environ;
 	struct dme_config cfg;
 	struct dme_engine *e;
 	dme_config_init(&cfg);
-	if (dme_config_apply_env(&cfg, environ) || dme_engine_open(&cfg, &e))
+	if (dme_config_apply_env(&cfg, environ)) {
+		snprintf(why, 512, "the DME_* environment is not valid (see dme config)");
 		return NULL;
+	}
+	cli_log_forget();
+	int ret = dme_engine_open(&cfg, &e);
+	if (ret) {
+		const char *last = cli_log_last_error();
+		snprintf(why, 512, "%s%s%s", strerror(-ret), last[0] ? "; " : "", last);
+		return NULL;
+	}
 	*mem = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (*mem == MAP_FAILED) {
+		snprintf(why, 512, "mmap: %s", strerror(errno));
 		dme_engine_close(e);
 		return NULL;
 	}
@@ -303,11 +314,14 @@ int cmd_info(int argc, char **argv)
 		}
 		jw_arr_end(&w);
 		uint8_t *mem = NULL;
-		struct dme_engine *e = demo_engine(&mem);
+		char why[512];
+		struct dme_engine *e = demo_engine(&mem, why);
 		if (e) {
 			demo_stats_json(&w, "engine", e);
 			dme_engine_close(e);
 			munmap(mem, 16 * 4096);
+		} else {
+			jw_str(&w, "engine_error", why);
 		}
 		jw_obj_end(&w);
 		jw_end(&w);
@@ -335,7 +349,8 @@ int cmd_info(int argc, char **argv)
 		       pools[i].size_kb >= 1048576 ? "1G" : pools[i].size_kb >= 2048 ? "2M" : "?",
 		       pools[i].nr, pools[i].free);
 	uint8_t *mem = NULL;
-	struct dme_engine *e = demo_engine(&mem);
+	char why[512];
+	struct dme_engine *e = demo_engine(&mem, why);
 	if (e) {
 		struct dme_engine_stats st;
 		dme_engine_stats(e, &st);
@@ -349,7 +364,7 @@ int cmd_info(int argc, char **argv)
 		dme_engine_close(e);
 		munmap(mem, 16 * 4096);
 	} else {
-		printf("demo engine     none could be opened (see the messages above)\n");
+		printf("demo engine     none could be opened: %s\n", why);
 	}
 	return 0;
 }

@@ -55,6 +55,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	dme_log_set_hook(cli_log_hook, NULL, dme_log_get_level());
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

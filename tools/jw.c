@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* jw.c - the CLI's JSON writer and small file readers. */
+/* jw.c - the CLI's JSON writer, small file readers and log hook. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -136,4 +136,26 @@ int read_u64(const char *path, uint64_t *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/* Written by the hook, read by the command, both on the main thread. */
+static char last_error[512];
+
+void cli_log_hook(void *ctx, enum dme_log_level level, const char *msg)
+{
+	static const char *const names[] = {"err", "warn", "info", "debug"};
+	(void)ctx;
+	fprintf(stderr, "dme: %s: %s\n", level >= 0 && level <= 3 ? names[level] : "?", msg);
+	if (level == DME_LOG_ERR)
+		snprintf(last_error, sizeof(last_error), "%s", msg);
+}
+
+const char *cli_log_last_error(void)
+{
+	return last_error;
+}
+
+void cli_log_forget(void)
+{
+	last_error[0] = 0;
 }

@@ -26,7 +26,7 @@ extern "C" {
 
 /** Which IOMMU interface the engine drives (DME_BACKEND). */
 enum dme_backend_kind {
-	DME_BACKEND_AUTO = 0, /* iommufd, then vfio, then noiommu, then sim */
+	DME_BACKEND_AUTO = 0, /* iommufd, vfio, noiommu for DME_DEVICE; sim without */
 	DME_BACKEND_IOMMUFD,
 	DME_BACKEND_VFIO,
 	DME_BACKEND_NOIOMMU,
@@ -67,7 +67,7 @@ struct dme_config {
 	unsigned cache_budget_entries;		       /* DME_CACHE_ENTRIES */
 	bool allow_iovas_set;			       /* DME_ALLOW_IOVAS */
 	uint64_t allow_iova_start, allow_iova_last;    /* inclusive window */
-	enum dme_log_level log_level;		       /* DME_LOG_LEVEL */
+	enum dme_log_level log_level;		       /* DME_LOG_LEVEL (dme/log.h) */
 	bool cache_monitor;			       /* DME_CACHE_MONITOR */
 };
 
@@ -81,6 +81,9 @@ void dme_config_init(struct dme_config *cfg);
  * dme_config_apply_env() - override @cfg from DME_* variables.
  * @cfg:  config to update; left unchanged when an error is returned
  * @envp: NULL-terminated "NAME=value" array (environ for the process)
+ *
+ * A DME_LOG_LEVEL in @envp also becomes the log hook's level (dme/log.h)
+ * when the call succeeds.
  *
  * Return: 0, or -EINVAL for an unknown DME_ name or a bad value (the log
  * hook receives a message naming the variable and listing valid choices).

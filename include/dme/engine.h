@@ -12,8 +12,10 @@
  * allocator only after the unmap call that removed it has returned.
  *
  * All functions are thread-safe; dme_vtoiova() and dme_iovatov() never
- * block. Errors are negative errno values with a message through the log
- * hook; a failed call leaves no partial state.
+ * block. Errors are negative errno values; a failed call leaves no partial
+ * state. Failures to open, register, map or share come with a message
+ * through the log hook; the lookups' -ENOENT does not (they never log), nor
+ * do most -ENOMEM returns.
  */
 #ifndef DME_ENGINE_H
 #define DME_ENGINE_H
@@ -84,11 +86,16 @@ struct dme_engine_stats {
  * @out: on success, the engine
  *
  * DME_BACKEND=auto tries iommufd, vfio and noiommu with the configured
- * devices, then falls back to the simulator, saying so through the log hook.
+ * devices. With no device configured it opens the simulator, saying so at
+ * info level; a configured device is never left for the simulator: when no
+ * backend can open it, the call fails with an error message naming the
+ * device and each backend's reason.
  *
  * Return: 0, -EINVAL (bad config), -ENODEV (the asked-for backend is not
- * available here), -EBUSY (a device is in use by another engine or
- * process), -ENOMEM, or the backend's error.
+ * available here; under auto: no backend's interface is, or the device does
+ * not exist), -EBUSY (a device is in use by another engine or process),
+ * -ENOMEM, or the backend's error (under auto: the first that is not
+ * -ENODEV).
  */
 int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out);
 

@@ -14,8 +14,11 @@
  * Quarantine: dme_iova_free_deferred() holds ranges back until the caller
  * says the unmap that covered them has completed.
  *
- * All functions are thread-safe. Errors are negative errno values with a
- * message through the log hook; a failed call changes nothing.
+ * All functions are thread-safe. Errors are negative errno values; a failed
+ * call changes nothing. Misuse (bad sizes, bad frees, bad geometry) comes
+ * with a message through the log hook; -ENOSPC (the space is full), -EEXIST
+ * (dme_iova_alloc_fixed() on a taken range) and -ENOMEM do not: the caller
+ * decides whether they are errors.
  */
 #ifndef DME_IOVA_H
 #define DME_IOVA_H

@@ -3,8 +3,11 @@
  * dme/log.h - the log hook: dme never prints on its own.
  *
  * Every message the library produces goes through one process-wide hook.
- * The default hook writes "dme: <level>: <msg>" to stderr for messages at
- * or below the configured level (DME_LOG_LEVEL, default "warn").
+ * The default hook writes "dme: <level>: <msg>" to stderr. The hook gets
+ * the messages at or below one process-wide level: "warn" by default, the
+ * level given to dme_log_set_hook(), or DME_LOG_LEVEL once
+ * dme_config_apply_env() (which dme_engine_open(NULL, ...) calls) or
+ * dme_config_set() has read it; the latest of these wins.
  */
 #ifndef DME_LOG_H
 #define DME_LOG_H

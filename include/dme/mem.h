@@ -17,8 +17,9 @@
  * This layer never talks to an IOMMU: the engine maps what it returns (a
  * memfd-backed allocation carries its fd and offset for IOAS_MAP_FILE).
  *
- * All functions are thread-safe. Errors are negative errno values with a
- * message through the log hook; out parameters are written only on success.
+ * All functions are thread-safe. Errors are negative errno values, most with
+ * a message through the log hook (not: NULL pointers, a malformed PCI
+ * address, most -ENOMEM); out parameters are written only on success.
  */
 #ifndef DME_MEM_H
 #define DME_MEM_H

@@ -12,9 +12,10 @@
  * through an IOMMU: an access to an unmapped IOVA, or of a kind the entry
  * does not permit, is a recorded fault and never touches memory.
  *
- * Map and unmap follow iommufd's IOAS_MAP / IOAS_UNMAP errors (see
- * docs/KERNEL-ABI.md), and failures can be injected at any request, so the
- * engine's unwinding can be tested at every position of a batch:
+ * Map and unmap follow iommufd's IOAS_MAP / IOAS_UNMAP errors (the ones the
+ * vm tier's guest/iommufd.c checks on the real kernel, docs/vm-tier.md), and
+ * failures can be injected at any request, so the engine's unwinding can be
+ * tested at every position of a batch:
  *
  *   map     -EINVAL: prot neither R nor W (or unknown bits), zero length,
  *                    IOVA or length not aligned to the alignment, VA not
