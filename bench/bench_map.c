@@ -10,7 +10,8 @@
  *  - 1 TiB of reserved address space under a type1-like budget of 65,535
  *    entries: entries used.
  * Memory is reserved with MAP_NORESERVE and never touched unless a case
- * says so: the simulator maps addresses, it does not pin pages.
+ * says so: the simulator checks each new mapping's VMAs as the kernel's pin
+ * would (one PROCMAP_QUERY ioctl), but pins nothing.
  */
 #include <errno.h>
 #include <stdlib.h>

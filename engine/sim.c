@@ -47,6 +47,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <dme/mem.h>
 #include <dme/sim.h>
 
 #include "avl.h"
@@ -463,6 +464,16 @@ static int map_one(struct dme_sim *s, const struct be_map *r)
 			": the VA range cannot be pinned",
 			r->va, r->len, r->iova);
 		return r->va & (PT_SIZE - 1) ? -EINVAL : -EFAULT;
+	}
+	/* refuse what the kernel's pin would (FOLL_WRITE when the device may
+	 * write), after the IOVA checks as IOAS_MAP does: one system call per
+	 * new mapping, never on a cache hit */
+	ret = dme_mem_vma_check((void *)(uintptr_t)r->va, r->len, r->prot & PTE_W, NULL);
+	if (ret) {
+		dme_err("sim: map of VA 0x%" PRIx64 " length 0x%" PRIx64 " at IOVA 0x%" PRIx64
+			": the kernel would not pin this memory (%s)",
+			r->va, r->len, r->iova, strerror(-ret));
+		return ret;
 	}
 	return area_create(s, r->iova, r->va, r->len, r->prot);
 }

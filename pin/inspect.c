@@ -176,18 +176,9 @@ static void parse_header(const char *line, struct vma *v)
 static void parse_flags(const char *line, struct vma *v)
 {
 	/* "VmFlags: rd wr mr mw me dc ac sd ht" */
-	for (const char *p = line + 8; *p; p++) {
-		if (p[0] == ' ' || p[0] == '\n' || !p[1])
-			continue;
-		if (!strncmp(p, "dc", 2) && (p[2] == ' ' || p[2] == '\n'))
-			v->dontfork = true;
-		else if ((!strncmp(p, "io", 2) || !strncmp(p, "pf", 2)) &&
-			 (p[2] == ' ' || p[2] == '\n'))
-			v->io = true;
-		else if (!strncmp(p, "ht", 2) && (p[2] == ' ' || p[2] == '\n'))
-			v->hugetlb = true;
-		p += strcspn(p, " \n") - 1;
-	}
+	v->dontfork = pin_vmflag(line, "dc");
+	v->io = pin_vmflag(line, "io") || pin_vmflag(line, "pf");
+	v->hugetlb = pin_vmflag(line, "ht");
 }
 
 static int walk_smaps(struct walk *w)

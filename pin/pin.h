@@ -33,6 +33,8 @@ bool pin_has_cap(unsigned cap);
 const char *pin_fmt_size(uint64_t bytes, char *buf, size_t len);
 /* The base page size of this machine. */
 size_t pin_base_page(void);
+/* Does a "VmFlags: rd wr ..." line of smaps hold the two-letter @flag? */
+bool pin_vmflag(const char *line, const char *flag);
 
 /* --- stats.c --------------------------------------------------------- */
 
@@ -84,5 +86,16 @@ void pin_place_verify(struct dme_mem *m, const struct pin_place *pl);
  * @page_size. Sets *touched when it fell back to touching. */
 int pin_populate(void *va, size_t len, size_t page_size, unsigned threads, bool touch,
 		 bool *touched);
+
+/* --- vma.c ---------------------------------------------------------- */
+
+#define PIN_VMA_IOCTL 1 /* dme_mem_vma_check() asks PROCMAP_QUERY */
+#define PIN_VMA_TEXT 2	/* dme_mem_vma_check() parses /proc/self/maps */
+
+/* Tests: make dme_mem_vma_check() parse /proc/self/maps even when
+ * PROCMAP_QUERY works. */
+void pin_vma_force_text(bool on);
+/* The source the last dme_mem_vma_check() used: PIN_VMA_*, 0 before any. */
+int pin_vma_mode(void);
 
 #endif

@@ -99,3 +99,17 @@ size_t pin_base_page(void)
 	long pg = sysconf(_SC_PAGESIZE);
 	return pg > 0 ? (size_t)pg : 4096;
 }
+
+bool pin_vmflag(const char *line, const char *flag)
+{
+	if (strncmp(line, "VmFlags:", 8))
+		return false;
+	for (const char *p = line + 8; *p;) {
+		p += strspn(p, " \t\n");
+		size_t n = strcspn(p, " \t\n");
+		if (n == 2 && p[0] == flag[0] && p[1] == flag[1])
+			return true;
+		p += n;
+	}
+	return false;
+}

@@ -63,6 +63,12 @@ static void *alloc_aligned(uint64_t align, uint64_t len, void **base)
 	return (void *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
 }
 
+/* Real, never touched memory for the cases that only care about IOVAs: the
+ * sim maps only what the kernel would pin. 1 GiB aligned; the differential
+ * test places its VAs anywhere in the first 8 GiB + 8 MiB. */
+#define ARENA_LEN (8 * G1 + 16 * M2)
+static uint64_t arena;
+
 /* ---- open and geometry ---------------------------------------------------- */
 
 static void test_open_geometry(void)
@@ -119,9 +125,9 @@ static void test_open_geometry(void)
 	be_sim_ops.geometry(s, &g);
 	ok(g.nr_ranges == 2 && g.ranges[0].last == 0x2ffff && g.alignment == 0x10000,
 	   "custom ranges: adjacent ranges merge, alignment kept");
-	ok_eq(map1(s, 0x7f0000000000ull, 0x18000, 0x10000, RW), -EINVAL,
+	ok_eq(map1(s, arena, 0x18000, 0x10000, RW), -EINVAL,
 	      "custom alignment: 32K-aligned IOVA refused");
-	ok_eq(map1(s, 0x7f0000000000ull, 0x10000, 0x20000, RW), 0,
+	ok_eq(map1(s, arena, 0x10000, 0x20000, RW), 0,
 	      "custom ranges: a mapping may span the seam of adjacent ranges");
 	dme_sim_close(s);
 
@@ -282,7 +288,7 @@ static void test_map_errors(void)
 {
 	struct dme_sim_params p = {.max_entries = 3};
 	struct dme_sim *s = mk(&p);
-	uint64_t va = 0x7f0000000000ull;
+	uint64_t va = arena;
 	ok_eq(map1(s, va, 0x100000, 0x10000, RW), 0, "errors: a 64K mapping at 1M");
 	logcap_reset();
 	ok_eq(map1(s, va, 0x100000, 0x10000, RW), -EEXIST, "EEXIST: the same range again");
@@ -323,7 +329,7 @@ static void test_map_errors(void)
 static void test_unmap_errors(void)
 {
 	struct dme_sim *s = mk(NULL);
-	uint64_t va = 0x7f0000000000ull;
+	uint64_t va = arena;
 	map1(s, va, 0x100000, 0x4000, RW);
 	map1(s, va + 0x4000, 0x104000, 0x4000, RW);
 	map1(s, va, 0x200000, 0x4000, RW);
@@ -435,6 +441,43 @@ static void test_attach(void)
 	dme_sim_close(s);
 }
 
+/* ---- the VA must be memory the kernel would pin --------------------------------- */
+
+static void test_map_pin_check(void)
+{
+	struct dme_sim *s = mk(NULL);
+	char *ro = mmap(NULL, 3 * K4, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(ro + K4, K4); /* ro, a hole, ro */
+	struct dme_sim_stats st;
+
+	logcap_reset();
+	ok_eq(map1(s, (uintptr_t)ro + K4, 0x100000, K4, BE_PROT_READ), -EFAULT,
+	      "EFAULT: map of a hole");
+	ok(strstr(logcap.all, "not mapped") && strstr(logcap.all, "would not pin"),
+	   "EFAULT: the message says the VA is not mapped and the kernel would not pin it");
+	ok_eq(map1(s, (uintptr_t)ro, 0x100000, K4, RW), -EFAULT,
+	      "EFAULT: map of read-only memory for a device that writes");
+	ok_eq(map1(s, (uintptr_t)ro, 0x100000, K4, BE_PROT_READ), 0,
+	      "read-only memory maps for a device that only reads");
+	ok_eq(map1(s, (uintptr_t)ro + K4, 0x100000, K4, BE_PROT_READ), -EEXIST,
+	      "the IOVA is checked first: a hole over a mapped IOVA is EEXIST, as IOAS_MAP says");
+	struct be_map m[3];
+	for (int i = 0; i < 3; i++) /* ro, then the hole, then ro again */
+		m[i] = (struct be_map){.va = (uintptr_t)ro + (2 - i) * K4,
+				       .iova = 0x200000 + i * K4,
+				       .len = K4,
+				       .prot = BE_PROT_READ,
+				       .fd = -1};
+	size_t done = 99;
+	ok(be_sim_ops.map(s, m, 3, &done) == -EFAULT && done == 1,
+	   "EFAULT: a hole in the middle of a batch stops it there (*done == 1)");
+	dme_sim_stats(s, &st);
+	ok(st.live_mappings == 2 && dme_sim_check(s) == 0,
+	   "EFAULT: refused maps leave nothing behind");
+	dme_sim_close(s);
+	munmap(ro, 3 * K4);
+}
+
 /* ---- device faults ------------------------------------------------------------ */
 
 static void test_faults(void)
@@ -509,7 +552,7 @@ static const int errs[] = {-ENOMEM, -EFAULT, -ENOSPC, -EEXIST, -ENOENT, -EINTR};
 static void batch8(struct be_map *m, struct be_unmap *u)
 {
 	for (int i = 0; i < 8; i++) {
-		m[i] = (struct be_map){.va = 0x7f0000000000ull + i * 0x10000ull,
+		m[i] = (struct be_map){.va = arena + i * 0x10000ull,
 				       .iova = 0x100000 + i * 0x10000ull,
 				       .len = 0x4000 + i * K4,
 				       .prot = RW,
@@ -713,8 +756,8 @@ static void random_map(struct be_map *m)
 	uint64_t iova = WIN_START + (rnd() % WIN_PAGES) * K4;
 	if (rnd() % 4 == 0)
 		iova &= ~(M2 - 1); /* 2 MiB aligned: large leaves when the VA agrees */
-	uint64_t va = 0x7e0000000000ull + (rnd() % 4 ? (iova & (M2 - 1)) : (rnd() % 512) * K4) +
-		      (rnd() % 4096) * M2;
+	uint64_t va =
+	    arena + (rnd() % 4 ? (iova & (M2 - 1)) : (rnd() % 512) * K4) + (rnd() % 4096) * M2;
 	*m = (struct be_map){
 	    .va = va, .iova = iova, .len = pages * K4, .prot = 1 + (unsigned)(rnd() % 3), .fd = -1};
 }
@@ -917,6 +960,10 @@ static void test_device_race(void)
 
 int main(void)
 {
+	void *arena_base;
+	arena = (uintptr_t)alloc_aligned(G1, ARENA_LEN, &arena_base);
+	if (!arena)
+		tap_skip_all("cannot reserve 8 GiB of address space");
 	logcap_install();
 	test_open_geometry();
 	test_pt_4k();
@@ -926,6 +973,7 @@ int main(void)
 	test_unmap_errors();
 	test_copy();
 	test_attach();
+	test_map_pin_check();
 	test_faults();
 	test_inject_map();
 	test_inject_unmap();

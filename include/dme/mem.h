@@ -219,6 +219,31 @@ int dme_mem_inspect(const void *va, size_t len, bool write, struct dme_mem_segme
 		    size_t *nr);
 
 /**
+ * dme_mem_vma_check() - would the kernel pin this memory for a device?
+ * @va:        first byte
+ * @len:       bytes, > 0; @va + @len must not wrap
+ * @write:     the device may write (the pin asks FOLL_WRITE)
+ * @page_size: on success, when not NULL: the smallest VMA page size over
+ *             the range (the hugetlb size; THP is not a VMA property, so
+ *             4 KiB there), or 0 when unknown (no PROCMAP_QUERY)
+ *
+ * Answers what pin_user_pages(FOLL_LONGTERM) would, without pinning: every
+ * byte must lie in a VMA; no VM_IO/VM_PFNMAP mapping ([vvar], [vvar_vclock],
+ * [vsyscall], device and sysfs mmaps) nor secret memory; with @write every
+ * VMA must be writable (and a shared file mapping must not need dirty
+ * tracking: ext4, xfs, NFS...), without @write readable. One PROCMAP_QUERY
+ * ioctl on /proc/self/maps per VMA (Linux 6.11+; an fd is kept open), else a
+ * pass over /proc/self/maps. Much cheaper than dme_mem_inspect(), which also
+ * reports THP; a snapshot, like it.
+ *
+ * Return: 0; -EFAULT (as the kernel's pin) for a hole, a missing permission,
+ * an I/O or secret mapping, with a message naming the range and the reason;
+ * -EINVAL for a zero length or a wrapping range; -ENOMEM; another -errno
+ * when /proc/self/maps cannot be read.
+ */
+int dme_mem_vma_check(const void *va, size_t len, bool write, uint64_t *page_size);
+
+/**
  * dme_mem_pa_array() - physical addresses from /proc/self/pagemap.
  * @va:     first address
  * @n:      number of addresses, > 0

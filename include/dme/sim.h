@@ -22,7 +22,12 @@
  *                    4 KiB aligned, range not inside one allowed range
  *                    (reserved hole, beyond the aperture)
  *           -EOVERFLOW: IOVA + length wraps
- *           -EFAULT: the VA range cannot be user memory (beyond 2^57)
+ *           -EFAULT: the VA range is not memory the kernel would pin
+ *                    (dme_mem_vma_check(): a hole or NULL, PROT_NONE, a
+ *                    read-only VMA mapped with WRITE, [vvar] and other
+ *                    VM_IO/VM_PFNMAP mappings, secret memory), or lies
+ *                    beyond 2^57; checked after the IOVA (last), as
+ *                    IOAS_MAP pins after placing the area
  *           -EEXIST: overlaps a mapping (checked before the limit)
  *           -ENOSPC: max_entries mappings exist
  *   unmap   one request removes one or more whole, adjacent mappings that
