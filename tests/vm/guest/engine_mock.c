@@ -294,6 +294,41 @@ static void run_window(void)
 	tap_eq_u64(dg_ifd_unmap_all(&k), 0, "flushed: the IOAS holds nothing");
 	tap_check(dg_balanced(e), "stats balance after the flush");
 
+	/* coherence on the real kernel: an idle mapping whose memory was
+	 * replaced (munmap, mmap at the same address) is never served again */
+	tap_check(dme_engine_cache_monitor(e) != NULL,
+		  "coherence: the engine watches caller memory (%s)",
+		  dme_engine_cache_monitor(e) ? dme_engine_cache_monitor(e) : "no monitor");
+	{
+		const uint64_t len = 16 * SZ_4K;
+		uint8_t *c = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+				  0);
+		uint64_t ci = 0, cj = 0;
+		memset(c, 1, len);
+		bool reg = dme_register(e, c, len, DME_MAP_RW, &ci) == 0 &&
+			   dme_unregister(e, c, len) == 0;
+		tap_check(reg && check_refs(c, len, 1) == 0,
+			  "coherence: registered and unregistered, the old pages stay pinned (idle)");
+		munmap(c, len);
+		uint8_t *d = mmap(c, len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		memset(d, 2, len);
+		dme_engine_stats(e, &st0);
+		tap_ret(d == c ? dme_register(e, d, len, DME_MAP_RW, &cj) : -1, 0,
+			"coherence: new memory at the same address registers");
+		dme_engine_stats(e, &st);
+		tap_check(st.cache_hits == st0.cache_hits && st.map_calls == st0.map_calls + 1,
+			  "coherence: it was mapped anew, not served from the cache");
+		tap_ret(check_map(hwpt, cj, len, d), 0,
+			"coherence: MD_CHECK_MAP: its IOVA maps the new pages");
+		tap_ret(check_refs(d, len, 1), 0, "coherence: the new pages are pinned once");
+		tap_ret(dme_unregister(e, d, len), 0, "coherence: unregister");
+		tap_ret(dme_engine_flush(e), 0, "coherence: flush");
+		tap_ret(check_refs(d, len, 0), 0, "coherence: after the flush nothing stays pinned");
+		munmap(d, len);
+	}
+	tap_check(dg_balanced(e), "coherence: stats balance");
+
 	tap_ret(destroy(stdev), 0, "DESTROY the mock device");
 	dg_ifd_fini(&k);
 	dme_engine_close(e);
