@@ -8,7 +8,9 @@
  *  - metadata bytes per mapped GiB;
  *  - register+unregister and lookup with 10^3 vs 10^6 live mappings;
  *  - 1 TiB of reserved address space under a type1-like budget of 65,535
- *    entries: entries used.
+ *    entries: entries used;
+ *  - a registration hit (register+unregister inside a held mapping) with the
+ *    memory monitor on against off (reg.hit_pair_monitor_cost, target <= 1.5).
  * Memory is reserved with MAP_NORESERVE and never touched unless a case
  * says so: the simulator checks each new mapping's VMAs as the kernel's pin
  * would (one PROCMAP_QUERY ioctl), but pins nothing.
@@ -332,7 +334,66 @@ static void tib_body(struct dme_bench_state *st, void *arg)
 	dme_bench_counter(st, "entries", rounds ? (double)calls / (double)rounds : 0);
 }
 
+/*
+ * A registration hit: register+unregister of a page inside a mapping that
+ * another registration holds, with the memory monitor on and off. With the
+ * monitor, every registration first checks the monitor's queue.
+ */
+struct hitpair {
+	bool monitor;
+	struct dme_engine *e;
+	uint8_t *buf;
+};
+
+static int hitpair_prepare(void *arg)
+{
+	struct hitpair *h = arg;
+	struct dme_config c;
+	dme_config_init(&c);
+	c.backend = DME_BACKEND_SIM;
+	c.cache_monitor = h->monitor;
+	uint64_t iova;
+	h->buf = reserve(64 * PG, PG, PROT_READ | PROT_WRITE);
+	if (!h->buf || dme_engine_open(&c, &h->e))
+		return -ENOMEM;
+	if (h->monitor && !dme_engine_cache_monitor(h->e))
+		return -EOPNOTSUPP;
+	return dme_register(h->e, h->buf, 64 * PG, DME_MAP_RW, &iova);
+}
+
+static void hitpair_finish(void *arg)
+{
+	struct hitpair *h = arg;
+	if (h->e) {
+		dme_unregister(h->e, h->buf, 64 * PG);
+		dme_engine_close(h->e);
+	}
+	if (h->buf)
+		munmap(h->buf, 64 * PG);
+	h->e = NULL;
+	h->buf = NULL;
+}
+
+static void hitpair_body(struct dme_bench_state *st, void *arg)
+{
+	struct hitpair *h = arg;
+	uint64_t n, iova;
+	while (dme_bench_batch(st, &n))
+		for (uint64_t i = 0; i < n; i++) {
+			uint8_t *p = h->buf + (i & 63) * PG;
+			if (dme_register(h->e, p, PG, DME_MAP_RW, &iova) ||
+			    dme_unregister(h->e, p, PG)) {
+				dme_bench_fail(st, "a registration hit failed");
+				return;
+			}
+		}
+}
+
+static struct hitpair hp_on = {.monitor = true}, hp_off = {.monitor = false};
+
 const struct dme_bench_case dme_bench_map_cases[] = {
+	{"hit_pair_monitor_on", hitpair_body, &hp_on, 1, hitpair_prepare, hitpair_finish},
+	{"hit_pair_monitor_off", hitpair_body, &hp_off, 1, hitpair_prepare, hitpair_finish},
 	{"register_1g_4k_buffers", gib4k_body, &gib4k, 1, gib4k_prepare, gib4k_finish},
 	{"register_1g_region", gib1_body, &gib1, 1, gib1_prepare, gib1_finish},
 	{"populate_1g", populate_body, NULL, 1, NULL, NULL},
@@ -363,6 +424,9 @@ void dme_bench_map_summarize(const struct dme_bench_result *r, size_t n, struct 
 	dme_bench_out_num(out, "meta.fixed_bytes", dme_bench_result_counter(m, "fixed"));
 	dme_bench_out_num(out, "scale.register_1e6_vs_1e3", ns(r, n, "churn_1e6") / ns(r, n, "churn_1e3"));
 	dme_bench_out_num(out, "scale.lookup_1e6_vs_1e3", ns(r, n, "lookup_1e6") / ns(r, n, "lookup_1e3"));
+	dme_bench_out_num(out, "reg.hit_pair_monitor_cost",
+			  ns(r, n, "hit_pair_monitor_on") / ns(r, n, "hit_pair_monitor_off"));
+	dme_bench_out_num(out, "reg.hit_pair_ns", ns(r, n, "hit_pair_monitor_on"));
 	dme_bench_out_num(out, "scale.entries_per_tib",
 			  dme_bench_result_counter(dme_bench_find(r, n, "register_1t"), "entries"));
 }
