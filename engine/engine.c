@@ -822,9 +822,11 @@ static int batch_plan(struct dme_engine *e, struct batch *b)
 /*
  * The backing page size of each run decides its IOVA alignment (IOVA == VA
  * modulo the page size, so the IOMMU can use 2M/1G entries). Runs below
- * 2 MiB cannot hold a large page and skip the look-up; for the others
- * /proc/self/smaps also proves the range is mapped (and writable when the
- * device may write) before any kernel call.
+ * 2 MiB cannot hold a large page and skip the look-up; for the others the
+ * kernel's per-VMA query (PROCMAP_QUERY, one ioctl per VMA) gives the page
+ * size and proves the range pinnable before any kernel call. Only without
+ * an IOMMU (the pages must be hugetlb, which the query cannot tell) or on
+ * a kernel without the query is /proc/self/smaps parsed.
  */
 static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint, bool needs_pa)
 {
@@ -839,6 +841,20 @@ static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint
 			continue;
 		if (u->len < (2u << 20) && !needs_pa)
 			continue;
+		if (!needs_pa) {
+			uint64_t vps = 0;
+			int ret = dme_mem_vma_check((void *)(uintptr_t)u->va, u->len,
+						    u->prot & BE_PROT_WRITE, &vps);
+			if (ret) {
+				dme_err("register: [0x%" PRIx64 ", +0x%" PRIx64 ") cannot be registered (%s)",
+					u->va, u->len, strerror(-ret));
+				return ret;
+			}
+			if (vps) {
+				u->page_size = vps < (1ull << 30) ? vps : (1ull << 30);
+				continue;
+			}
+		}
 		struct dme_mem_segment *seg;
 		size_t ns;
 		int ret = dme_mem_inspect((void *)(uintptr_t)u->va, u->len, u->prot & BE_PROT_WRITE,
