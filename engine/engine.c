@@ -449,10 +449,18 @@ static void region_evict(struct dme_engine *e, struct region *r)
 	region_retire(e, r);
 }
 
+static int cmp_region_iova(const void *a, const void *b)
+{
+	const struct region *x = *(struct region *const *)a, *y = *(struct region *const *)b;
+	return x->iova < y->iova ? -1 : x->iova > y->iova;
+}
+
 /*
  * Unmap every PENDING region, then release the quarantine up to the oldest
- * epoch still pending. On a backend error the rest stay pending (still
- * mapped, IOVAs still quarantined) for the next flush.
+ * epoch still pending. Regions adjacent in IOVA go in one unmap request (a
+ * request may remove several whole mappings: IOAS_UNMAP, type1's UNMAP_DMA).
+ * On a backend error the rest stay pending (still mapped, IOVAs still
+ * quarantined) for the next flush.
  */
 static int pending_flush(struct dme_engine *e)
 {
@@ -460,21 +468,40 @@ static int pending_flush(struct dme_engine *e)
 		return 0;
 	uint64_t sealed = dme_iova_seal(e->iova);
 	e->epoch = sealed + 1;
-	size_t n = e->pending.n, done = 0, i = 0;
+	size_t n = e->pending.n, nu = 0, done = 0, i = 0, k;
+	struct region **rs = malloc(n * sizeof(*rs));
 	struct be_unmap *u = malloc(n * sizeof(*u));
-	if (!u)
+	size_t *first = malloc((n + 1) * sizeof(*first));	/* regions of request j */
+	if (!rs || !u || !first) {
+		free(rs);
+		free(u);
+		free(first);
 		return -ENOMEM;
-	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
-		u[i++] = (struct be_unmap){r->iova, r->len};
-	int ret = be_unmap_chunked(e, u, n, &done);
-	free(u);
-	for (i = 0; i < done; i++) {
-		struct region *r = e->pending.head.next;
-		rlist_del(&e->pending, r);
-		e->st.pinned_bytes -= r->len;
-		region_free(r);
 	}
-	e->st.live_mappings -= done;
+	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
+		rs[i++] = r;
+	qsort(rs, n, sizeof(*rs), cmp_region_iova);
+	for (i = 0; i < n; i++) {
+		if (nu && u[nu - 1].iova + u[nu - 1].len == rs[i]->iova) {
+			u[nu - 1].len += rs[i]->len;
+			continue;
+		}
+		first[nu] = i;
+		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len};
+	}
+	first[nu] = n;
+	int ret = be_unmap_chunked(e, u, nu, &done);
+	for (k = 0; k < first[done]; k++) {
+		rlist_del(&e->pending, rs[k]);
+		e->st.pinned_bytes -= rs[k]->len;
+		region_free(rs[k]);
+	}
+	/* unmap_calls counts mappings removed, so maps - unmaps == live */
+	e->st.unmap_calls += first[done] - done;
+	e->st.live_mappings -= first[done];
+	free(rs);
+	free(u);
+	free(first);
 	/* every region of an epoch older than the oldest still pending is unmapped */
 	uint64_t release_to = sealed;
 	if (e->pending.n) {
@@ -487,7 +514,7 @@ static int pending_flush(struct dme_engine *e)
 	if (release_to != UINT64_MAX)
 		dme_iova_release(e->iova, release_to);
 	if (ret)
-		dme_err("engine: %zu of %zu unmaps failed (%s); they stay pending", n - done, n,
+		dme_err("engine: %zu of %zu unmaps failed (%s); they stay pending", n - k, n,
 			strerror(-ret));
 	return ret;
 }

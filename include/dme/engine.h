@@ -63,7 +63,8 @@ struct dme_dma_mem {
 /** struct dme_engine_stats - counters; the invariants tests assert are noted. */
 struct dme_engine_stats {
 	uint64_t map_calls;	  /* map requests issued to the backend (one kernel call each) */
-	uint64_t unmap_calls;	  /* unmap requests issued */
+	uint64_t unmap_calls;	  /* mappings removed by unmap requests (one kernel call may
+				   * remove several mappings adjacent in IOVA) */
 	uint64_t bytes_mapped;	  /* cumulative */
 	uint64_t live_mappings;	  /* == map_calls - unmap_calls */
 	uint64_t mapped_bytes;	  /* bytes currently mapped (active + idle + pending) */
