@@ -632,6 +632,7 @@ struct batch {
 	size_t nvict, cap_vict;
 	struct be_map *maps;
 	size_t with_iova, mapped, with_region;
+	bool held;		/* batch_hold() took its idle regions off the LRU */
 	/* storage for small batches: a hit makes no allocation */
 	size_t order_inl[BATCH_INLINE], run_of_inl[BATCH_INLINE];
 	struct region *hit_inl[BATCH_INLINE], *vict_inl[BATCH_INLINE];
@@ -756,6 +757,35 @@ static void batch_unplan(struct batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		if (b->hit[i])
 			b->hit[i]->want = 0;
+}
+
+/*
+ * From plan to commit the idle regions a batch hits or replaces stay off
+ * the LRU, so nothing the batch does meanwhile (the budget, reclaiming IOVA
+ * space) can evict them under it. @e->lru gets them back on undo.
+ */
+static void batch_hold(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++)
+		rlist_del(&e->lru, b->victims[k]);
+	for (size_t i = 0; i < b->n; i++) {
+		struct region *r = b->hit[i];
+		if (r && r->state == R_IDLE && r->prev) {
+			rlist_del(&e->lru, r);
+		}
+	}
+}
+
+static void batch_release(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++)
+		if (!b->victims[k]->prev)
+			rlist_add_tail(&e->lru, b->victims[k]);
+	for (size_t i = 0; i < b->n; i++) {
+		struct region *r = b->hit[i];
+		if (r && r->state == R_IDLE && !r->prev)
+			rlist_add_tail(&e->lru, r);
+	}
 }
 
 /*
@@ -1103,6 +1133,8 @@ static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
 	for (size_t k = 0; k < b->with_region; k++)
 		if (b->runs[k].r)
 			region_free(b->runs[k].r);
+	if (b->held)
+		batch_release(e, b);
 	batch_unplan(b);
 }
 
@@ -1123,6 +1155,8 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	ret = batch_plan(e, &b);
 	if (ret)
 		goto out_unlock;
+	batch_hold(e, &b);
+	b.held = true;
 	ret = runs_inspect(b.runs, b.nr, hint, e->geo.needs_pa);
 	if (!ret && e->geo.needs_pa)
 		ret = runs_split_pa(&b);
@@ -1133,7 +1167,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		 * IOVAs the new runs need, so they go first */
 		for (size_t k = 0; k < b.nvict; k++) {
 			b.victims[k]->doomed = false;
-			region_evict(e, b.victims[k]);
+			region_retire(e, b.victims[k]);
 		}
 		b.nvict = 0;
 		ret = pending_flush(e);
@@ -1141,12 +1175,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			goto err_undo;
 	}
 	if (b.nr) {
-		/* victims leave the LRU so the budget cannot evict them under us */
-		for (size_t k = 0; k < b.nvict; k++)
-			rlist_del(&e->lru, b.victims[k]);
 		ret = budget_enforce(e, b.nr);
-		for (size_t k = 0; k < b.nvict; k++)
-			rlist_add_tail(&e->lru, b.victims[k]);
 		if (ret)
 			goto err_undo;
 		if (e->st.live_mappings + b.nr > e->entry_limit) {
@@ -1173,7 +1202,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	/* the new mappings exist: the idle ones they replace go */
 	for (size_t k = 0; k < b.nvict; k++) {
 		b.victims[k]->doomed = false;
-		region_evict(e, b.victims[k]);
+		region_retire(e, b.victims[k]);
 	}
 	b.nvict = 0;
 	for (size_t k = 0; k < b.nr; k++) {
@@ -1195,10 +1224,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		if (b.hit[i]) {
 			e->st.cache_hits++;
 			r->want = 0;
-			if (r->state == R_IDLE) {
-				rlist_del(&e->lru, r);
-				r->state = R_ACTIVE;
-			}
+			r->state = R_ACTIVE;	/* an idle one is off the LRU (held) */
 		}
 		if (!hint || !hint->owned)
 			ref_add(r, (uintptr_t)reqs[i].va, reqs[i].len);
@@ -1783,7 +1809,6 @@ static int engine_open_with(const struct dme_config *cfg,
 		goto err_close;
 	if (!e->family)
 		e->family = atomic_fetch_add(&next_family, 1);
-	engine_list_add(e);
 	*out = e;
 	return 0;
 err_close:
@@ -1801,7 +1826,10 @@ static int open_configured(struct dme_engine *e, const void *arg)
 
 DME_EXPORT int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out)
 {
-	return engine_open_with(cfg, open_configured, NULL, out);
+	int ret = engine_open_with(cfg, open_configured, NULL, out);
+	if (!ret)
+		engine_list_add(*out);
+	return ret;
 }
 
 static int open_sim_params(struct dme_engine *e, const void *params)
@@ -1813,7 +1841,10 @@ static int open_sim_params(struct dme_engine *e, const void *params)
 DME_EXPORT int dme_engine_open_sim(const struct dme_config *cfg,
 				   const struct dme_sim_params *params, struct dme_engine **out)
 {
-	return engine_open_with(cfg, open_sim_params, params, out);
+	int ret = engine_open_with(cfg, open_sim_params, params, out);
+	if (!ret)
+		engine_list_add(*out);
+	return ret;
 }
 
 DME_EXPORT void dme_engine_close(struct dme_engine *e)
@@ -2014,6 +2045,9 @@ DME_EXPORT int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine
 	pthread_mutex_lock(&src->lock);
 	int ret = engine_open_with(&cfg, open_sibling_be, src, out);
 	pthread_mutex_unlock(&src->lock);
+	/* outside src->lock: fork_prepare() takes the list lock, then engines' */
+	if (!ret)
+		engine_list_add(*out);
 	return ret;
 }
 
