@@ -2077,7 +2077,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	struct region *r = region_at(src, a);
 	ret = -ENOENT;
 	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped ||
-	    r->state != R_ACTIVE || r->stale) {
+	    r->stale || (r->state == R_IDLE && !r->watched && !r->owned)) {
 		dme_err("share: [%p, +0x%zx) is not registered and mapped in the source with these permissions",
 			va, len);
 		goto out;
