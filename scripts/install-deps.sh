@@ -2,7 +2,9 @@
 # Installs everything dme needs on Debian 12 (bookworm), down to a bare
 # `debootstrap --variant=minbase` root. Idempotent.
 #   scripts/install-deps.sh          build + unit/bench dependencies
-#   scripts/install-deps.sh --vm     also the VM test tier (QEMU, kernel source)
+#   scripts/install-deps.sh --vm     also the slow tiers scripts/test.sh runs: the
+#                                    VM tier (QEMU, kernel source) and the Debian
+#                                    package build (debhelper, lintian)
 # Adds bookworm-backports (never testing/sid) for linux-source-6.12 and the
 # 6.12 linux-libc-dev that carries <linux/iommufd.h>.
 #
@@ -47,6 +49,10 @@ pkgs=(meson ninja-build pkg-config python3 gcc g++ libc6-dev clang libclang-rt-1
 # perl, libelf, openssl headers, the kernel source)
 vm_pkgs=(qemu-system-x86 busybox-static cpio gzip make binutils bc bison flex libelf-dev
 	 libssl-dev xz-utils tar util-linux coreutils perl-base linux-source-6.12)
+# the slow suite's package build (tests/test-deb.sh: dpkg-buildpackage, dh,
+# lintian, dpkg-deb, readelf) and debian/control's Build-Depends (the lists
+# above hold the rest: tests/test-deps.py checks)
+deb_pkgs=(dpkg dpkg-dev debhelper lintian binutils)
 # from bookworm-backports explicitly (bookworm's own is too old)
 bp_pkgs=(linux-libc-dev)
 
@@ -55,7 +61,7 @@ for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
 if [ $want_vm -eq 1 ]; then
-	for p in "${vm_pkgs[@]}"; do
+	for p in "${vm_pkgs[@]}" "${deb_pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 	done
 fi

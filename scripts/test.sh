@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds dme and runs every test suite:
-#   build/        --werror: unit, stress, vm (QEMU real-kernel tier)
+#   build/        --werror: unit, stress, vm (QEMU real-kernel tier), then
+#                 slow (the Debian packages: build, contents, install, lintian)
 #   build-asan/   -Db_sanitize=address,undefined: the unit suite (leaks included)
 #   build-tsan/   -Db_sanitize=thread: the stress suite
 #   build-fuzz/   clang + libFuzzer (ASan/UBSan): a short fuzz run
@@ -28,6 +29,8 @@ setup() {	# dir, -Doptions...: configure (or re-apply the options), then build
 
 setup "$prefix" -Dwerror=true -Dvm_tests=enabled || exit 1
 meson test -C "$prefix" --print-errorlogs --num-processes 2 "$@" || rc=1
+# the slow suite (the Debian package build, ~2 min), its own log testlog-slow.json
+meson test -C "$prefix" --suite slow --logbase testlog-slow --print-errorlogs || rc=1
 
 if setup "$prefix-asan" -Dwerror=true -Db_sanitize=address,undefined -Dvm_tests=disabled; then
 	meson test -C "$prefix-asan" --suite unit --print-errorlogs || rc=1

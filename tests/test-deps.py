@@ -17,6 +17,12 @@ reads those lists and, from the rest of the tree:
     "X-dev");
   - every module a Python script imports (the standard library only).
 
+and debian/control's Build-Depends: each is installed by install-deps.sh
+(the slow suite builds the packages), and each dependency the package build
+looks for (the meson.build files outside tests/vm/ and tests/fuzz/, which
+it leaves out) is a Build-Depends or build-essential. The packages the tree
+builds itself (libdme-dev, ...) are nobody's dependency.
+
 A tool or library name it does not know fails the test until PROVIDER below
 says which package has it (and install-deps.sh installs that package)."""
 import os
@@ -37,6 +43,7 @@ PROVIDER = {
     'perl': 'perl-base', 'python3': 'python3', 'meson': 'meson', 'ninja': 'ninja-build',
     'pkg-config': 'pkg-config', 'hugeadm': 'libhugetlbfs-bin', 'numactl': 'numactl',
     'qemu-system-x86_64': 'qemu-system-x86', 'busybox': 'busybox-static',
+    'dpkg-deb': 'dpkg', 'dpkg-buildpackage': 'dpkg-dev', 'dh': 'debhelper', 'lintian': 'lintian',
     # only a non-root user needs it, and cannot install it: install-deps.sh
     # says so and stops
     'sudo': None,
@@ -45,6 +52,10 @@ PROVIDER = {
     'benchmark': 'libbenchmark-dev',
 }
 LANGUAGE_COMPILER = {'c': 'gcc', 'cpp': 'g++'}
+# Debian's build-essential: never in Build-Depends (Policy 4.2)
+BUILD_ESSENTIAL = {'gcc', 'g++', 'libc6-dev', 'make', 'dpkg-dev'}
+# meson.build files the package build does not read (-Dvm_tests=disabled -Dfuzz=false)
+NOT_PACKAGED = ('tests/vm/', 'tests/fuzz/')
 
 n = 0
 failed = 0
@@ -178,6 +189,29 @@ for rel in scripts + pys + mesons:
 
 ok(not unknown, 'every tool and library the tree looks for has a known package',
    *[f'unknown: {u} (add it to PROVIDER and to install-deps.sh)' for u in unknown])
+
+# --- debian/control ------------------------------------------------------------
+control = [dict(re.findall(r'^([\w-]+):[ \t]*((?:.*)(?:\n[ \t]+.*)*)', para, re.M))
+           for para in re.split(r'\n\s*\n', '\n'.join(code_lines(read('debian/control'))))]
+ours = {p['Package'] for p in control if 'Package' in p}
+build_deps = set()
+for rel in re.split(r'[,|]', control[0].get('Build-Depends', '')):
+    name = re.sub(r'[\s(\[<].*', '', rel.strip(), flags=re.S)
+    if name:
+        build_deps.add('debhelper' if name.startswith('debhelper-compat') else name)
+ok(ours >= {'libdme0', 'libdme-dev', 'dme-tools'} and len(build_deps) >= 5,
+   f'debian/control builds {", ".join(sorted(ours))} from {len(build_deps)} Build-Depends')
+for pkg in sorted(build_deps):
+    ok(pkg in installed, f'install-deps.sh installs Build-Depends {pkg}')
+pkg_wanted = {}
+for pkg, where in wanted:
+    if not any(d in where for d in NOT_PACKAGED) and re.search(r'meson\.build\b', where) \
+            and pkg not in BUILD_ESSENTIAL:
+        pkg_wanted.setdefault(pkg, []).append(where)
+for pkg in sorted(pkg_wanted):
+    ok(pkg in build_deps, f'debian/control Build-Depends {pkg}',
+       *[f'wanted by: {w}' for w in sorted(set(pkg_wanted[pkg]))])
+wanted = [(pkg, where) for pkg, where in wanted if pkg not in ours]
 
 by_pkg = {}
 for pkg, where in wanted:
