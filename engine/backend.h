@@ -15,6 +15,16 @@
 #ifndef DME_ENGINE_BACKEND_H
 #define DME_ENGINE_BACKEND_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define be_all dmei_be_all
+#define be_iommufd_ops dmei_be_iommufd_ops
+#define be_noiommu_ops dmei_be_noiommu_ops
+#define be_probe_node dmei_be_probe_node
+#define be_sim_ops dmei_be_sim_ops
+#define be_vfio_ops dmei_be_vfio_ops
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
