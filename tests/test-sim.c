@@ -243,7 +243,7 @@ static void test_pt_1g(void)
 	void *base;
 	char *buf = alloc_aligned(G1, G1 + M2 + K4, &base);
 	if (!buf) {
-		ok(1, "1G: # SKIP cannot reserve 2 GiB of address space");
+		tap_skip("cannot reserve 2 GiB of address space", "1G");
 		return;
 	}
 	struct dme_sim_params p = {.addr_width = 48};
