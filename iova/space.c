@@ -1125,10 +1125,11 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 			NCLASS_MAX);
 		return -EINVAL;
 	}
+	int ret = -ENOMEM;
 	struct dme_iova_space *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->ranges = malloc(geo->nr_ranges * sizeof(*s->ranges));
+	s->ranges = calloc(geo->nr_ranges, sizeof(*s->ranges));
 	if (!s->ranges)
 		goto err_free;
 	memcpy(s->ranges, geo->ranges, geo->nr_ranges * sizeof(*s->ranges));
@@ -1141,6 +1142,7 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 		    (i && r->start <= s->ranges[i - 1].last)) {
 			dme_err("dme_iova_space_create: range [0x%" PRIx64 ", 0x%" PRIx64 "] is empty, misaligned to 0x%" PRIx64 " or overlaps another",
 				r->start, r->last, gran);
+			ret = -EINVAL;
 			goto err_free;
 		}
 		s->allowed_bytes += (unsigned __int128)(r->last - r->start) + 1;
@@ -1181,12 +1183,12 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 	*out = s;
 	return 0;
 err_destroy:
-	dme_iova_space_destroy(s);
+	dme_iova_space_destroy(s); /* everything past this point is an allocation */
 	return -ENOMEM;
 err_free:
 	free(s->ranges);
 	free(s);
-	return s ? -EINVAL : -ENOMEM;
+	return ret;
 }
 
 static void tcache_free(struct tcache *tc, unsigned nr_classes)

@@ -70,8 +70,9 @@ struct dme_iova_stats {
  * @params: tuning, or NULL for defaults
  * @out:    on success, the new space
  *
- * Return: 0, -EINVAL for empty, overlapping or misaligned ranges or a
- * non-power-of-two alignment, -ENOMEM.
+ * Return: 0, -EINVAL for empty, overlapping or misaligned ranges, a
+ * non-power-of-two alignment or out-of-range @params, -ENOMEM when an
+ * allocation fails (nothing is leaked and @out is untouched on any error).
  */
 int dme_iova_space_create(const struct dme_iova_geometry *geo,
 			  const struct dme_iova_params *params, struct dme_iova_space **out);
