@@ -196,8 +196,12 @@ int dme_iova_unreserve(struct dme_iova_space *space, uint64_t start, uint64_t la
  * dme_iova_flush_caches() - return every cached free IOVA to the tree.
  * @space: the IOVA space
  *
- * Empties the depot and the calling thread's magazines at once; other
- * threads empty theirs at their next allocation or free.
+ * Empties the depot and the magazines of every thread at once, including
+ * threads that are blocked or never call the allocator again; their fast
+ * paths stay lock-free (see docs/iova.md). Tree allocations that find no
+ * fit do the same before failing with -ENOSPC. Other threads' magazines
+ * need membarrier(2); where it is refused they are emptied only when their
+ * threads exit (logged once).
  */
 void dme_iova_flush_caches(struct dme_iova_space *space);
 
