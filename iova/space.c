@@ -673,11 +673,11 @@ static int tree_alloc_locked(struct dme_iova_space *s, struct tcache *self, uint
 {
 	struct node *succ;
 	uint64_t addr;
-	int ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+	int ret = tree_find_fit(&s->tree, size, align, phase, s->granule, &succ, &addr);
 	if (ret == -ENOSPC && s->cache) {
 		/* cached IOVAs must never starve an allocation */
 		flush_locked(s, self);
-		ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+		ret = tree_find_fit(&s->tree, size, align, phase, s->granule, &succ, &addr);
 	}
 	if (ret)
 		return ret;

@@ -3,7 +3,8 @@
  * test-iova-diff: the IOVA allocator against the reference model
  * (iova-model.h), >= 10^6 random operations in all:
  *  - single-threaded, caches off: every result must equal the model's
- *    exactly (first fit), and the free space must match after each step;
+ *    exactly (its placement policy: the lowest gap that fits any alignment,
+ *    else first fit), and the free space must match after each step;
  *  - single-threaded, caches on: every IOVA valid and disjoint from the
  *    model's busy ranges, -ENOSPC only when the model has no fit, free space
  *    (free + cached) matching after each step;

@@ -118,6 +118,49 @@ static void test_alignments(void)
 	dme_iova_space_destroy(s);
 }
 
+/*
+ * Alignment above what the size needs: a gap of size + align - 4K fits
+ * whatever its start, and the lowest such gap is taken in O(log n); when no
+ * gap is that large, the exact search still finds a slot that fits exactly.
+ */
+static void test_aligned_fill(void)
+{
+	struct dme_iova_range r[] = {{0, 0xfffff}}; /* 1M */
+	struct dme_iova_space *s = mk(r, 1, K4, false);
+	uint64_t a, last = 0;
+	int n = 0, aligned = 1;
+	dme_iova_alloc(s, K4, K4, &a); /* nothing below 0x10000 fits 64K at 64K */
+	while (dme_iova_alloc(s, 0x10000, 0x10000, &a) == 0) {
+		aligned &= !(a & 0xffff);
+		last = a;
+		n++;
+	}
+	ok(n == 15 && aligned, "aligned fill: 15 x 64K at 64K fit in 1M - 4K (%d)", n);
+	ok_eq(last, 0xf0000, "aligned fill: the last one is the exact fit at the top");
+	ok_eq(dme_iova_check(s), 0, "aligned fill: invariants hold");
+	dme_iova_space_destroy(s);
+
+	/* [ 4K | 64K gap at 0x1000 | live | exact 64K gap at 0x40000 | live ] */
+	s = mk(r, 1, K4, false);
+	dme_iova_alloc_fixed(s, 0, K4);
+	dme_iova_alloc_fixed(s, 0x11000, 0x2f000);
+	dme_iova_alloc_fixed(s, 0x50000, 0xb0000);
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), 0,
+	      "exact fit: found when no gap fits every alignment");
+	ok_eq(a, 0x40000, "exact fit: it skips the misaligned 64K gap");
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), -ENOSPC, "exact fit: then nothing fits");
+	dme_iova_space_destroy(s);
+
+	/* [ live | exact 64K gap at 0x10000 | live | 256K gap at 0x41000 ] */
+	s = mk(r, 1, K4, false);
+	dme_iova_alloc_fixed(s, 0, 0x10000);
+	dme_iova_alloc_fixed(s, 0x20000, 0x21000);
+	dme_iova_alloc_fixed(s, 0x81000, 0x7f000);
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), 0, "big gap: 64K at 64K");
+	ok_eq(a, 0x50000, "big gap: the lowest gap that fits any alignment wins over an exact fit");
+	dme_iova_space_destroy(s);
+}
+
 static void test_holes(void)
 {
 	/* two small ranges around a hole: an allocation must never straddle it */
@@ -633,6 +676,7 @@ int main(void)
 	test_basic(false);
 	test_basic(true);
 	test_alignments();
+	test_aligned_fill();
 	test_holes();
 	test_fixed();
 	test_congruent();

@@ -8,9 +8,11 @@
  * every reservation, is aligned as asked, and never straddles a hole.
  *
  * Slow path: an AVL tree of busy ranges (allocations, reservations, holes)
- * augmented with the largest free gap in each subtree: first fit for any size
- * and alignment in O(log n). Fast path: per-thread magazines per power-of-two
- * size class over a shared depot; a hit takes no lock and makes no syscall.
+ * augmented with the largest free gap in each subtree: the lowest gap of at
+ * least size + alignment - granule (which fits whatever its start) in
+ * O(log n); only when there is none, exact first fit over the smaller gaps.
+ * Fast path: per-thread magazines per power-of-two size class over a shared
+ * depot; a hit takes no lock and makes no syscall.
  * Quarantine: dme_iova_free_deferred() holds ranges back until the caller
  * says the unmap that covered them has completed.
  *
