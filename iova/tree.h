@@ -21,6 +21,18 @@
 #ifndef DME_IOVA_TREE_H
 #define DME_IOVA_TREE_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own tree_*); the code uses the short names. */
+#define tree_check dmei_tree_check
+#define tree_destroy dmei_tree_destroy
+#define tree_find_exact dmei_tree_find_exact
+#define tree_find_fit dmei_tree_find_fit
+#define tree_floor dmei_tree_floor
+#define tree_insert dmei_tree_insert
+#define tree_max dmei_tree_max
+#define tree_next dmei_tree_next
+#define tree_remove dmei_tree_remove
+
 #include <stdint.h>
 
 enum node_kind { N_LIVE, N_CACHE, N_QUAR, N_RSV, N_HOLE };
