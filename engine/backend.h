@@ -63,10 +63,12 @@ struct be_map {
 	uint64_t fd_off;   /* offset of va in fd */
 };
 
-/** struct be_unmap - one mapping to remove, exactly as it was mapped. */
+/** struct be_unmap - whole mappings to remove: [iova, iova+len) covers
+ * @nr_maps mappings exactly, adjacent in IOVA (0 counts as one). */
 struct be_unmap {
 	uint64_t iova;
 	uint64_t len;
+	uint64_t nr_maps;
 };
 
 struct be_ops {

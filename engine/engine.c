@@ -484,10 +484,11 @@ static int pending_flush(struct dme_engine *e)
 	for (i = 0; i < n; i++) {
 		if (nu && u[nu - 1].iova + u[nu - 1].len == rs[i]->iova) {
 			u[nu - 1].len += rs[i]->len;
+			u[nu - 1].nr_maps++;
 			continue;
 		}
 		first[nu] = i;
-		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len};
+		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len, 1};
 	}
 	first[nu] = n;
 	int ret = be_unmap_chunked(e, u, nu, &done);
@@ -1113,7 +1114,7 @@ static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
 		int uret = -ENOMEM;
 		if (u) {
 			for (size_t k = 0; k < b->mapped; k++)
-				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len};
+				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len, 1};
 			uret = be_unmap_chunked(e, u, b->mapped, &d);
 			free(u);
 		}
@@ -2130,7 +2131,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	*iova = dst_iova;
 	goto out;
 err_unmap: {
-	struct be_unmap u = {dst_iova, len};
+	struct be_unmap u = {dst_iova, len, 1};
 	size_t d;
 	if (be_unmap_chunked(dst, &u, 1, &d)) {
 		/* still mapped: the IOVA stays allocated, never handed out again */

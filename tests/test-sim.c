@@ -47,7 +47,7 @@ static int map1(struct dme_sim *s, uint64_t va, uint64_t iova, uint64_t len, uns
 
 static int unmap1(struct dme_sim *s, uint64_t iova, uint64_t len)
 {
-	struct be_unmap u = {iova, len};
+	struct be_unmap u = {iova, len, 1};
 	size_t done = 99;
 	int ret = be_sim_ops.unmap(s, &u, 1, &done);
 	if (done != (ret ? 0u : 1u))
@@ -577,7 +577,7 @@ static void batch8(struct be_map *m, struct be_unmap *u)
 				       .len = 0x4000 + i * K4,
 				       .prot = RW,
 				       .fd = -1};
-		u[i] = (struct be_unmap){m[i].iova, m[i].len};
+		u[i] = (struct be_unmap){m[i].iova, m[i].len, 1};
 	}
 }
 
@@ -787,7 +787,7 @@ static void random_unmap(struct ref *r, struct be_unmap *u)
 	unsigned kind = (unsigned)(rnd() % 8);
 	if (r->n && kind < 5) { /* an existing mapping, exactly */
 		const struct ref_area *a = &r->a[rnd() % r->n];
-		*u = (struct be_unmap){a->iova, a->last - a->iova + 1};
+		*u = (struct be_unmap){a->iova, a->last - a->iova + 1, 1};
 		if (kind == 4) /* ... extended to the next area if it is adjacent */
 			for (size_t i = 0; i < r->n; i++)
 				if (r->a[i].iova == a->last + 1)
@@ -796,9 +796,9 @@ static void random_unmap(struct ref *r, struct be_unmap *u)
 		const struct ref_area *a = &r->a[rnd() % r->n];
 		uint64_t pages = (a->last - a->iova + 1) / K4;
 		uint64_t off = rnd() % pages;
-		*u = (struct be_unmap){a->iova + off * K4, (1 + rnd() % (pages - off)) * K4};
+		*u = (struct be_unmap){a->iova + off * K4, (1 + rnd() % (pages - off)) * K4, 1};
 	} else {
-		*u = (struct be_unmap){WIN_START + (rnd() % WIN_PAGES) * K4, (1 + rnd() % 64) * K4};
+		*u = (struct be_unmap){WIN_START + (rnd() % WIN_PAGES) * K4, (1 + rnd() % 64) * K4, 1};
 	}
 }
 
