@@ -1780,7 +1780,7 @@ static int engine_start(struct dme_engine *e)
 	if (!e->cfg.cache_monitor)
 		dme_info("engine: DME_CACHE_MONITOR=0: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	else if (monitor_open(&e->mon))
-		dme_info("engine: no memory monitor here: caller memory is unmapped once unregistered (DMA memory stays cached)");
+		dme_warn("engine: no memory monitor (userfaultfd) here: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	return 0;
 }
 
