@@ -192,11 +192,14 @@ static _Atomic uint64_t next_space_id = 1;
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t tc_key;
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
-static __thread struct tcache *tl_list;
+/* initial-exec: libdme.so is linked, not dlopen()ed late, so a thread's
+ * cache is found with one %fs-relative load instead of a __tls_get_addr call */
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static __thread struct tcache *tl_list TLS_IE;
 static __thread struct {
 	uint64_t id;
 	struct tcache *tc;
-} tl_hot;
+} tl_hot TLS_IE;
 
 static void thread_exit(void *arg);
 
@@ -699,7 +702,7 @@ static int check_size_align(struct dme_iova_space *s, uint64_t size, uint64_t al
 	return 0;
 }
 
-static int alloc_tree(struct dme_iova_space *s, uint64_t size, uint64_t align, uint64_t phase,
+__attribute__((noinline)) static int alloc_tree(struct dme_iova_space *s, uint64_t size, uint64_t align, uint64_t phase,
 		      uint64_t *iova)
 {
 	struct node *n;
@@ -727,7 +730,7 @@ static inline int cache_class(const struct dme_iova_space *s, uint64_t size, uin
 	return (int)(sh - s->base_shift);
 }
 
-static struct tcache *tcache_get_slow(struct dme_iova_space *s)
+__attribute__((noinline)) static struct tcache *tcache_get_slow(struct dme_iova_space *s)
 {
 	struct tcache *tc;
 	for (tc = tl_list; tc; tc = tc->next_in_thread)
@@ -818,7 +821,7 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 	return 0;
 }
 
-static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t align,
+__attribute__((noinline)) static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t align,
 			     uint64_t *iova)
 {
 	struct tcache *tc = tcache_get(s);
@@ -867,7 +870,7 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t al
 static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iova, uint64_t size,
 		       bool deferred);
 
-static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+__attribute__((noinline)) static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
 {
 	struct tcache *tc = tcache_get(s);
 	pthread_mutex_lock(&s->lock);
