@@ -9,6 +9,8 @@ output, never in tests."""
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -70,36 +72,53 @@ ok(r.returncode == 1 and 'unknown variable DME_BACKNED' in r.stderr,
 r = run('config', env={'DME_HUGEPAGE': '3M'})
 ok(r.returncode == 1 and 'auto|1G|2M|thp|none' in r.stderr, 'a bad value lists the choices')
 
-r = run('bench')
-ok(r.returncode == 2 and 'iova' in r.stderr, 'dme bench without a suite lists the suites')
+# The CLI links no benchmark code: `dme bench` runs dme-bench (built with
+# -Dbench), or says that this build has none (--no-bench).
+readelf = shutil.which('readelf')
+if readelf:
+    r = subprocess.run([readelf, '-d', dme], capture_output=True, text=True)
+    needed = re.findall(r'\(NEEDED\).*\[(.*)\]', r.stdout)
+    ok(r.returncode == 0 and needed and
+       not any(n.startswith(('libstdc++', 'libbenchmark')) for n in needed),
+       f'the dme CLI links neither libstdc++ nor Google Benchmark ({" ".join(needed)})')
+else:
+    ok(True, 'the dme CLI links neither libstdc++ nor Google Benchmark # SKIP no readelf')
 
-r = run('bench', 'nosuch')
-ok(r.returncode == 2, 'unknown suite exits 2')
+if '--no-bench' in sys.argv[2:]:
+    r = run('bench', 'iova', '--json')
+    ok(r.returncode == 1 and 'has no benchmarks' in r.stderr and '-Dbench' in r.stderr,
+       'dme bench in a build without benchmarks says so, and how to get them')
+else:
+    r = run('bench')
+    ok(r.returncode == 2 and 'iova' in r.stderr, 'dme bench without a suite lists the suites')
 
-r = run('bench', 'iova', '--json', '--min-time', '0.01')
-ok(r.returncode == 0, 'dme bench iova --json exits 0')
-try:
-    b = json.loads(r.stdout)
-except ValueError:
-    b = {}
-keys = ['iova.cached_ns_per_pair', 'iova.speedup_vs_naive_1e5', 'iova.speedup_vs_tree',
-        'iova.scaling_2t']
-for k in keys:
-    v = b.get(k)
-    ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
-ok(any(k.startswith('iova.raw.') for k in b), 'bench reports the raw ns figures')
+    r = run('bench', 'nosuch')
+    ok(r.returncode == 2, 'unknown suite exits 2')
 
-r = run('bench', 'engine', '--json', '--min-time', '0.01')
-ok(r.returncode == 0, 'dme bench engine --json exits 0')
-try:
-    b = json.loads(r.stdout)
-except ValueError:
-    b = {}
-for k in ['lookup.ratio_vs_flat', 'lookup.speedup_vs_locked_skiplist', 'map.calls_per_gib_4k_buffers',
-          'map.register_1g_vs_populate', 'meta.bytes_per_mapped_gib', 'scale.register_1e6_vs_1e3',
-          'scale.lookup_1e6_vs_1e3', 'scale.entries_per_tib']:
-    v = b.get(k)
-    ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
+    r = run('bench', 'iova', '--json', '--min-time', '0.01')
+    ok(r.returncode == 0, 'dme bench iova --json exits 0')
+    try:
+        b = json.loads(r.stdout)
+    except ValueError:
+        b = {}
+    keys = ['iova.cached_ns_per_pair', 'iova.speedup_vs_naive_1e5', 'iova.speedup_vs_tree',
+            'iova.scaling_2t']
+    for k in keys:
+        v = b.get(k)
+        ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
+    ok(any(k.startswith('iova.raw.') for k in b), 'bench reports the raw ns figures')
+
+    r = run('bench', 'engine', '--json', '--min-time', '0.01')
+    ok(r.returncode == 0, 'dme bench engine --json exits 0')
+    try:
+        b = json.loads(r.stdout)
+    except ValueError:
+        b = {}
+    for k in ['lookup.ratio_vs_flat', 'lookup.speedup_vs_locked_skiplist', 'map.calls_per_gib_4k_buffers',
+              'map.register_1g_vs_populate', 'meta.bytes_per_mapped_gib', 'scale.register_1e6_vs_1e3',
+              'scale.lookup_1e6_vs_1e3', 'scale.entries_per_tib']:
+        v = b.get(k)
+        ok(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f'bench key {k} is a positive number')
 
 r = run('demo', '--json', env={'DME_BACKEND': 'sim'})
 ok(r.returncode == 0, 'dme demo --json exits 0 on the simulator')

@@ -21,7 +21,8 @@ struct cli_cmd {
 };
 
 int cmd_info(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+int cmd_bench(int argc, char **argv);	   /* dme-bench's (bench/main.c) */
+int cmd_bench_exec(int argc, char **argv); /* dme's `bench`: execs dme-bench */
 int cmd_config(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 

@@ -14,7 +14,8 @@
 static const struct cli_cmd cmds[] = {
 	{"info", "dme info [--json]", "IOMMU, hugepages, NUMA and kernel facts of this machine",
 	 cmd_info},
-	{"bench", "dme bench SUITE [--json] [--min-time S] [--filter T]", "run a benchmark suite", cmd_bench},
+	{"bench", "dme bench SUITE [--json] [--min-time S] [--filter T]", "run a benchmark suite",
+	 cmd_bench_exec},
 	{"demo", "dme demo [--json]",
 	 "map DMA memory and buffers on the best backend; device DMA on the simulator", cmd_demo},
 	{"config", "dme config", "list the DME_* environment variables and check the current ones",
