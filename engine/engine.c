@@ -691,8 +691,10 @@ static int batch_init(struct batch *b, struct dme_region_req *reqs, size_t n,
 		if (!b->order || !b->run_of || !b->hit || !b->victims || !b->runs || !b->maps)
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		b->order[i] = i;
+		b->hit[i] = NULL;	/* batch_unplan() reads every entry */
+	}
 	if (n > 1)
 		qsort_r(b->order, n, sizeof(*b->order), cmp_req_va, reqs);
 	return 0;
@@ -820,7 +822,6 @@ static int victim_add(struct batch *b, struct region *o)
 static int batch_plan(struct dme_engine *e, struct batch *b)
 {
 	for (size_t k = 0; k < b->n; k++) {
-		b->hit[k] = NULL;
 		const struct dme_region_req *q = &b->reqs[b->order[k]];
 		uint64_t va = (uintptr_t)q->va, end = va + q->len;
 		unsigned prot = prot_of(q->flags);
