@@ -10,7 +10,11 @@
  *  - 1 TiB of reserved address space under a type1-like budget of 65,535
  *    entries: entries used;
  *  - a registration hit (register+unregister inside a held mapping) with the
- *    memory monitor on against off (reg.hit_pair_monitor_cost, target <= 1.5).
+ *    memory monitor on against off (reg.hit_pair_monitor_cost, target <= 1.5);
+ *  - a cold 2 MiB registration against a cold 4 KiB one with 1000 extra
+ *    mappings in the process (reg.cold_2m_vs_4k_big_process, target <= 3);
+ *  - 1 GiB as 262,144 VA-contiguous 4 KiB registrations evicted by one flush: unmap
+ *    calls per GiB (map.unmap_calls_per_gib_evicted, target <= 1).
  * Memory is reserved with MAP_NORESERVE and never touched unless a case
  * says so: the simulator checks each new mapping's VMAs as the kernel's pin
  * would (one PROCMAP_QUERY ioctl), but pins nothing.
@@ -391,9 +395,109 @@ static void hitpair_body(struct dme_bench_state *st, void *arg)
 
 static struct hitpair hp_on = {.monitor = true}, hp_off = {.monitor = false};
 
+/*
+ * A cold registration (register, unregister, flush: a map and an unmap each
+ * time) of 4 KiB and of 2 MiB in a process holding 1000 extra mappings: the
+ * 2 MiB one must learn its page size without reading the whole process's
+ * memory map.
+ */
+struct cold {
+	uint64_t len;
+	struct dme_engine *e;
+	uint8_t *buf;
+};
+
+static uint8_t *extra_maps;
+
+static int cold_prepare(void *arg)
+{
+	struct cold *c = arg;
+	if (!extra_maps) {
+		/* 1000 separate VMAs: alternate permissions so none merge */
+		extra_maps = reserve(2000 * PG, PG, PROT_READ | PROT_WRITE);
+		if (!extra_maps)
+			return -ENOMEM;
+		for (int i = 0; i < 2000; i += 2)
+			mprotect(extra_maps + i * PG, PG, PROT_READ);
+	}
+	struct dme_config cfg;
+	dme_config_init(&cfg);
+	cfg.backend = DME_BACKEND_SIM;
+	c->buf = reserve(c->len, M2, PROT_READ | PROT_WRITE);
+	if (!c->buf || dme_engine_open(&cfg, &c->e))
+		return -ENOMEM;
+	return 0;
+}
+
+static void cold_finish(void *arg)
+{
+	struct cold *c = arg;
+	if (c->e)
+		dme_engine_close(c->e);
+	if (c->buf)
+		munmap(c->buf, c->len);
+	c->e = NULL;
+	c->buf = NULL;
+}
+
+static void cold_body(struct dme_bench_state *st, void *arg)
+{
+	struct cold *c = arg;
+	uint64_t n, iova;
+	while (dme_bench_batch(st, &n))
+		for (uint64_t i = 0; i < n; i++)
+			if (dme_register(c->e, c->buf, c->len, DME_MAP_RW, &iova) ||
+			    dme_unregister(c->e, c->buf, c->len) || dme_engine_flush(c->e)) {
+				dme_bench_fail(st, "a cold registration failed");
+				return;
+			}
+}
+
+static struct cold cold4k = {.len = PG}, cold2m = {.len = M2};
+
+/*
+ * 1 GiB registered as 262,144 separate 4 KiB registrations (VA-contiguous),
+ * all unregistered, evicted by one flush: backend unmap calls, per GiB.
+ */
+static void evict_body(struct dme_bench_state *st, void *arg)
+{
+	const uint64_t nb = 262144;
+	uint8_t *buf = reserve(nb * PG, PG, PROT_READ | PROT_WRITE);
+	double calls = 0, rounds = 0;
+	while (buf && dme_bench_next(st)) {
+		struct dme_config c;
+		dme_config_init(&c);
+		c.backend = DME_BACKEND_SIM;
+		c.map_batch = 65536;	/* nothing is unmapped before the flush */
+		struct dme_engine *e;
+		uint64_t iova;
+		if (dme_engine_open(&c, &e)) {
+			dme_bench_fail(st, "open");
+			break;
+		}
+		for (uint64_t i = 0; i < nb; i++)
+			dme_register(e, buf + i * PG, PG, DME_MAP_RW, &iova);
+		for (uint64_t i = 0; i < nb; i++)
+			dme_unregister(e, buf + i * PG, PG);
+		struct dme_sim_stats s0, s1;
+		dme_sim_stats(dme_engine_sim(e), &s0);
+		dme_engine_flush(e);
+		dme_sim_stats(dme_engine_sim(e), &s1);
+		calls += (double)(s1.unmap_calls - s0.unmap_calls);
+		rounds++;
+		dme_engine_close(e);
+	}
+	if (buf)
+		munmap(buf, nb * PG);
+	dme_bench_counter(st, "calls_per_gib", rounds ? calls / rounds : 0);
+}
+
 const struct dme_bench_case dme_bench_map_cases[] = {
 	{"hit_pair_monitor_on", hitpair_body, &hp_on, 1, hitpair_prepare, hitpair_finish},
 	{"hit_pair_monitor_off", hitpair_body, &hp_off, 1, hitpair_prepare, hitpair_finish},
+	{"cold_4k_big_process", cold_body, &cold4k, 1, cold_prepare, cold_finish},
+	{"evict_4k_registrations", evict_body, NULL, 1, NULL, NULL},
+	{"cold_2m_big_process", cold_body, &cold2m, 1, cold_prepare, cold_finish},
 	{"register_1g_4k_buffers", gib4k_body, &gib4k, 1, gib4k_prepare, gib4k_finish},
 	{"register_1g_region", gib1_body, &gib1, 1, gib1_prepare, gib1_finish},
 	{"populate_1g", populate_body, NULL, 1, NULL, NULL},
@@ -427,6 +531,11 @@ void dme_bench_map_summarize(const struct dme_bench_result *r, size_t n, struct 
 	dme_bench_out_num(out, "reg.hit_pair_monitor_cost",
 			  ns(r, n, "hit_pair_monitor_on") / ns(r, n, "hit_pair_monitor_off"));
 	dme_bench_out_num(out, "reg.hit_pair_ns", ns(r, n, "hit_pair_monitor_on"));
+	dme_bench_out_num(out, "map.unmap_calls_per_gib_evicted",
+			  dme_bench_result_counter(dme_bench_find(r, n, "evict_4k_registrations"),
+						   "calls_per_gib"));
+	dme_bench_out_num(out, "reg.cold_2m_vs_4k_big_process",
+			  ns(r, n, "cold_2m_big_process") / ns(r, n, "cold_4k_big_process"));
 	dme_bench_out_num(out, "scale.entries_per_tib",
 			  dme_bench_result_counter(dme_bench_find(r, n, "register_1t"), "entries"));
 }

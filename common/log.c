@@ -43,6 +43,25 @@ DME_EXPORT const char *dme_log_level_name(enum dme_log_level level)
 	return "?";
 }
 
+/* fork() in another thread while a message is being delivered must not
+ * leave the child with this lock held: hold it across fork(). Registered at
+ * load, before any engine's handlers, so it is taken after theirs (engine
+ * locks are held while logging, never the other way round). */
+static void log_fork_prepare(void)
+{
+	pthread_mutex_lock(&log_lock);
+}
+
+static void log_fork_done(void)
+{
+	pthread_mutex_unlock(&log_lock);
+}
+
+__attribute__((constructor)) static void log_atfork(void)
+{
+	pthread_atfork(log_fork_prepare, log_fork_done, log_fork_done);
+}
+
 DME_EXPORT void dme_log_set_hook(dme_log_fn fn, void *ctx, enum dme_log_level level)
 {
 	pthread_mutex_lock(&log_lock);

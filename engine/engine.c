@@ -449,10 +449,18 @@ static void region_evict(struct dme_engine *e, struct region *r)
 	region_retire(e, r);
 }
 
+static int cmp_region_iova(const void *a, const void *b)
+{
+	const struct region *x = *(struct region *const *)a, *y = *(struct region *const *)b;
+	return x->iova < y->iova ? -1 : x->iova > y->iova;
+}
+
 /*
  * Unmap every PENDING region, then release the quarantine up to the oldest
- * epoch still pending. On a backend error the rest stay pending (still
- * mapped, IOVAs still quarantined) for the next flush.
+ * epoch still pending. Regions adjacent in IOVA go in one unmap request (a
+ * request may remove several whole mappings: IOAS_UNMAP, type1's UNMAP_DMA).
+ * On a backend error the rest stay pending (still mapped, IOVAs still
+ * quarantined) for the next flush.
  */
 static int pending_flush(struct dme_engine *e)
 {
@@ -460,21 +468,41 @@ static int pending_flush(struct dme_engine *e)
 		return 0;
 	uint64_t sealed = dme_iova_seal(e->iova);
 	e->epoch = sealed + 1;
-	size_t n = e->pending.n, done = 0, i = 0;
+	size_t n = e->pending.n, nu = 0, done = 0, i = 0, k;
+	struct region **rs = malloc(n * sizeof(*rs));
 	struct be_unmap *u = malloc(n * sizeof(*u));
-	if (!u)
+	size_t *first = malloc((n + 1) * sizeof(*first));	/* regions of request j */
+	if (!rs || !u || !first) {
+		free(rs);
+		free(u);
+		free(first);
 		return -ENOMEM;
-	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
-		u[i++] = (struct be_unmap){r->iova, r->len};
-	int ret = be_unmap_chunked(e, u, n, &done);
-	free(u);
-	for (i = 0; i < done; i++) {
-		struct region *r = e->pending.head.next;
-		rlist_del(&e->pending, r);
-		e->st.pinned_bytes -= r->len;
-		region_free(r);
 	}
-	e->st.live_mappings -= done;
+	for (struct region *r = e->pending.head.next; r != &e->pending.head; r = r->next)
+		rs[i++] = r;
+	qsort(rs, n, sizeof(*rs), cmp_region_iova);
+	for (i = 0; i < n; i++) {
+		if (nu && u[nu - 1].iova + u[nu - 1].len == rs[i]->iova) {
+			u[nu - 1].len += rs[i]->len;
+			u[nu - 1].nr_maps++;
+			continue;
+		}
+		first[nu] = i;
+		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len, 1};
+	}
+	first[nu] = n;
+	int ret = be_unmap_chunked(e, u, nu, &done);
+	for (k = 0; k < first[done]; k++) {
+		rlist_del(&e->pending, rs[k]);
+		e->st.pinned_bytes -= rs[k]->len;
+		region_free(rs[k]);
+	}
+	/* unmap_calls counts mappings removed, so maps - unmaps == live */
+	e->st.unmap_calls += first[done] - done;
+	e->st.live_mappings -= first[done];
+	free(rs);
+	free(u);
+	free(first);
 	/* every region of an epoch older than the oldest still pending is unmapped */
 	uint64_t release_to = sealed;
 	if (e->pending.n) {
@@ -487,7 +515,7 @@ static int pending_flush(struct dme_engine *e)
 	if (release_to != UINT64_MAX)
 		dme_iova_release(e->iova, release_to);
 	if (ret)
-		dme_err("engine: %zu of %zu unmaps failed (%s); they stay pending", n - done, n,
+		dme_err("engine: %zu of %zu unmaps failed (%s); they stay pending", n - k, n,
 			strerror(-ret));
 	return ret;
 }
@@ -605,6 +633,7 @@ struct batch {
 	size_t nvict, cap_vict;
 	struct be_map *maps;
 	size_t with_iova, mapped, with_region;
+	bool held;		/* batch_hold() took its idle regions off the LRU */
 	/* storage for small batches: a hit makes no allocation */
 	size_t order_inl[BATCH_INLINE], run_of_inl[BATCH_INLINE];
 	struct region *hit_inl[BATCH_INLINE], *vict_inl[BATCH_INLINE];
@@ -732,6 +761,35 @@ static void batch_unplan(struct batch *b)
 }
 
 /*
+ * From plan to commit the idle regions a batch hits or replaces stay off
+ * the LRU, so nothing the batch does meanwhile (the budget, reclaiming IOVA
+ * space) can evict them under it. @e->lru gets them back on undo.
+ */
+static void batch_hold(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++)
+		rlist_del(&e->lru, b->victims[k]);
+	for (size_t i = 0; i < b->n; i++) {
+		struct region *r = b->hit[i];
+		if (r && r->state == R_IDLE && r->prev) {
+			rlist_del(&e->lru, r);
+		}
+	}
+}
+
+static void batch_release(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++)
+		if (!b->victims[k]->prev)
+			rlist_add_tail(&e->lru, b->victims[k]);
+	for (size_t i = 0; i < b->n; i++) {
+		struct region *r = b->hit[i];
+		if (r && r->state == R_IDLE && !r->prev)
+			rlist_add_tail(&e->lru, r);
+	}
+}
+
+/*
  * Plan, without side effects. Pass 1 finds the conflicts (-EBUSY: a
  * request overlaps a mapping in use that it cannot share) and the idle
  * regions to replace (victims). Pass 2 decides hits against what will
@@ -822,9 +880,11 @@ static int batch_plan(struct dme_engine *e, struct batch *b)
 /*
  * The backing page size of each run decides its IOVA alignment (IOVA == VA
  * modulo the page size, so the IOMMU can use 2M/1G entries). Runs below
- * 2 MiB cannot hold a large page and skip the look-up; for the others
- * /proc/self/smaps also proves the range is mapped (and writable when the
- * device may write) before any kernel call.
+ * 2 MiB cannot hold a large page and skip the look-up; for the others the
+ * kernel's per-VMA query (PROCMAP_QUERY, one ioctl per VMA) gives the page
+ * size and proves the range pinnable before any kernel call. Only without
+ * an IOMMU (the pages must be hugetlb, which the query cannot tell) or on
+ * a kernel without the query is /proc/self/smaps parsed.
  */
 static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint, bool needs_pa)
 {
@@ -839,6 +899,20 @@ static int runs_inspect(struct run *runs, size_t nr, const struct mem_hint *hint
 			continue;
 		if (u->len < (2u << 20) && !needs_pa)
 			continue;
+		if (!needs_pa) {
+			uint64_t vps = 0;
+			int ret = dme_mem_vma_check((void *)(uintptr_t)u->va, u->len,
+						    u->prot & BE_PROT_WRITE, &vps);
+			if (ret) {
+				dme_err("register: [0x%" PRIx64 ", +0x%" PRIx64 ") cannot be registered (%s)",
+					u->va, u->len, strerror(-ret));
+				return ret;
+			}
+			if (vps) {
+				u->page_size = vps < (1ull << 30) ? vps : (1ull << 30);
+				continue;
+			}
+		}
 		struct dme_mem_segment *seg;
 		size_t ns;
 		int ret = dme_mem_inspect((void *)(uintptr_t)u->va, u->len, u->prot & BE_PROT_WRITE,
@@ -1040,7 +1114,7 @@ static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
 		int uret = -ENOMEM;
 		if (u) {
 			for (size_t k = 0; k < b->mapped; k++)
-				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len};
+				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len, 1};
 			uret = be_unmap_chunked(e, u, b->mapped, &d);
 			free(u);
 		}
@@ -1060,6 +1134,8 @@ static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
 	for (size_t k = 0; k < b->with_region; k++)
 		if (b->runs[k].r)
 			region_free(b->runs[k].r);
+	if (b->held)
+		batch_release(e, b);
 	batch_unplan(b);
 }
 
@@ -1080,6 +1156,8 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	ret = batch_plan(e, &b);
 	if (ret)
 		goto out_unlock;
+	batch_hold(e, &b);
+	b.held = true;
 	ret = runs_inspect(b.runs, b.nr, hint, e->geo.needs_pa);
 	if (!ret && e->geo.needs_pa)
 		ret = runs_split_pa(&b);
@@ -1090,7 +1168,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		 * IOVAs the new runs need, so they go first */
 		for (size_t k = 0; k < b.nvict; k++) {
 			b.victims[k]->doomed = false;
-			region_evict(e, b.victims[k]);
+			region_retire(e, b.victims[k]);
 		}
 		b.nvict = 0;
 		ret = pending_flush(e);
@@ -1098,12 +1176,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			goto err_undo;
 	}
 	if (b.nr) {
-		/* victims leave the LRU so the budget cannot evict them under us */
-		for (size_t k = 0; k < b.nvict; k++)
-			rlist_del(&e->lru, b.victims[k]);
 		ret = budget_enforce(e, b.nr);
-		for (size_t k = 0; k < b.nvict; k++)
-			rlist_add_tail(&e->lru, b.victims[k]);
 		if (ret)
 			goto err_undo;
 		if (e->st.live_mappings + b.nr > e->entry_limit) {
@@ -1130,7 +1203,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	/* the new mappings exist: the idle ones they replace go */
 	for (size_t k = 0; k < b.nvict; k++) {
 		b.victims[k]->doomed = false;
-		region_evict(e, b.victims[k]);
+		region_retire(e, b.victims[k]);
 	}
 	b.nvict = 0;
 	for (size_t k = 0; k < b.nr; k++) {
@@ -1152,10 +1225,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		if (b.hit[i]) {
 			e->st.cache_hits++;
 			r->want = 0;
-			if (r->state == R_IDLE) {
-				rlist_del(&e->lru, r);
-				r->state = R_ACTIVE;
-			}
+			r->state = R_ACTIVE;	/* an idle one is off the LRU (held) */
 		}
 		if (!hint || !hint->owned)
 			ref_add(r, (uintptr_t)reqs[i].va, reqs[i].len);
@@ -1710,7 +1780,7 @@ static int engine_start(struct dme_engine *e)
 	if (!e->cfg.cache_monitor)
 		dme_info("engine: DME_CACHE_MONITOR=0: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	else if (monitor_open(&e->mon))
-		dme_info("engine: no memory monitor here: caller memory is unmapped once unregistered (DMA memory stays cached)");
+		dme_warn("engine: no memory monitor (userfaultfd) here: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	return 0;
 }
 
@@ -1740,7 +1810,6 @@ static int engine_open_with(const struct dme_config *cfg,
 		goto err_close;
 	if (!e->family)
 		e->family = atomic_fetch_add(&next_family, 1);
-	engine_list_add(e);
 	*out = e;
 	return 0;
 err_close:
@@ -1758,7 +1827,10 @@ static int open_configured(struct dme_engine *e, const void *arg)
 
 DME_EXPORT int dme_engine_open(const struct dme_config *cfg, struct dme_engine **out)
 {
-	return engine_open_with(cfg, open_configured, NULL, out);
+	int ret = engine_open_with(cfg, open_configured, NULL, out);
+	if (!ret)
+		engine_list_add(*out);
+	return ret;
 }
 
 static int open_sim_params(struct dme_engine *e, const void *params)
@@ -1770,7 +1842,10 @@ static int open_sim_params(struct dme_engine *e, const void *params)
 DME_EXPORT int dme_engine_open_sim(const struct dme_config *cfg,
 				   const struct dme_sim_params *params, struct dme_engine **out)
 {
-	return engine_open_with(cfg, open_sim_params, params, out);
+	int ret = engine_open_with(cfg, open_sim_params, params, out);
+	if (!ret)
+		engine_list_add(*out);
+	return ret;
 }
 
 DME_EXPORT void dme_engine_close(struct dme_engine *e)
@@ -1971,6 +2046,9 @@ DME_EXPORT int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine
 	pthread_mutex_lock(&src->lock);
 	int ret = engine_open_with(&cfg, open_sibling_be, src, out);
 	pthread_mutex_unlock(&src->lock);
+	/* outside src->lock: fork_prepare() takes the list lock, then engines' */
+	if (!ret)
+		engine_list_add(*out);
 	return ret;
 }
 
@@ -2000,7 +2078,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	struct region *r = region_at(src, a);
 	ret = -ENOENT;
 	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped ||
-	    r->state != R_ACTIVE || r->stale) {
+	    r->stale || (r->state == R_IDLE && !r->watched && !r->owned)) {
 		dme_err("share: [%p, +0x%zx) is not registered and mapped in the source with these permissions",
 			va, len);
 		goto out;
@@ -2053,7 +2131,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	*iova = dst_iova;
 	goto out;
 err_unmap: {
-	struct be_unmap u = {dst_iova, len};
+	struct be_unmap u = {dst_iova, len, 1};
 	size_t d;
 	if (be_unmap_chunked(dst, &u, 1, &d)) {
 		/* still mapped: the IOVA stays allocated, never handed out again */

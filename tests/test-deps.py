@@ -12,7 +12,7 @@ reads those lists and, from the rest of the tree:
   - every `command -v TOOL` in a script, `shutil.which("TOOL")` in Python,
     and `CC=`/`CXX=` compiler a script sets;
   - every find_program(), dependency() and find_library() of a meson.build
-    and the project's languages;
+    and the project's languages (project() and add_languages());
   - every Debian package a message tells the user to install ("package X",
     "X-dev");
   - every module a Python script imports (the standard library only).
@@ -163,8 +163,10 @@ for rel in mesons:
             want_tool(mm.group(1), rel)
     for mm in re.finditer(r"(?<!\w)(?:dependency|find_library)\(\s*'([^']+)'", text):
         want_tool(mm.group(1), rel)
-    pm = re.search(r"project\(\s*'[^']*'\s*,\s*\[([^\]]*)\]", text)
-    for lang in re.findall(r"'(\w+)'", pm.group(1)) if pm else []:
+    # project('dme', 'c' or ['c', ...]) and add_languages('cpp' or [...])
+    langs = re.findall(r"(?:project\(\s*'[^']*'|add_languages\()\s*,?\s*(\[[^\]]*\]|'[^']*')",
+                       text)
+    for lang in re.findall(r"'(\w+)'", ' '.join(langs)):
         want_tool(LANGUAGE_COMPILER.get(lang, lang), f'{rel} (language {lang})')
 
 # packages named in messages: "(package X)", "install package X", "X-dev"

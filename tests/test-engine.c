@@ -520,6 +520,31 @@ static void noiommu_no_cap(struct child_results *cr, void *arg)
 		 logcap.last);
 }
 
+/* Does the VMA holding @p carry VmFlags @flag (two letters) in smaps? */
+static bool vm_flag(const void *p, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false, found = false;
+	uintptr_t a = (uintptr_t)p;
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			char want[8];
+			snprintf(want, sizeof(want), " %s", flag);
+			found = strstr(line, want) != NULL;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
 static void test_noiommu(void)
 {
 	struct hp_res hr;
@@ -535,7 +560,7 @@ static void test_noiommu(void)
 	struct dme_engine *e = NULL;
 	int ret = dme_engine_open(&c, &e);
 	if (ret == -EPERM) {
-		ok(1, "noiommu: refused without CAP_SYS_ADMIN (-EPERM) # SKIP not root");
+		tap_skip("open refused with -EPERM: needs CAP_SYS_ADMIN (not root)", "noiommu");
 		hp_release(&hr);
 		return;
 	}
@@ -555,6 +580,21 @@ static void test_noiommu(void)
 	logcap_reset();
 	ok_eq(dme_register(e, small, PG, DME_MAP_RW, &iova), -EINVAL, "noiommu: 4 KiB anonymous memory refused");
 	ok(strstr(logcap.last, "hugetlb") != NULL, "noiommu: the message says why");
+	/* caller hugetlb memory: its IOVA is its physical address, so a child's
+	 * copy-on-write must never move the parent's page: MADV_DONTFORK */
+	uint8_t *hp = mmap(NULL, 2u << 20, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (hp != MAP_FAILED) {
+		hp[0] = 1;
+		ok(!vm_flag(hp, "dc"), "noiommu: fresh caller hugetlb memory is not DONTFORK yet");
+		ok_eq(dme_register(e, hp, 2u << 20, DME_MAP_RW, &iova), 0,
+		      "noiommu: register caller hugetlb memory");
+		ok(vm_flag(hp, "dc"), "noiommu: registered caller memory is MADV_DONTFORK (VmFlags dc)");
+		ok_eq(dme_unregister(e, hp, 2u << 20), 0, "noiommu: unregister it");
+		munmap(hp, 2u << 20);
+	} else {
+		ok(0, "noiommu: a caller hugepage (MAP_HUGETLB)");
+	}
 	ok(balanced(e), "noiommu: stats balance");
 	ok_eq(dme_dma_free(e, &d), 0, "noiommu: free");
 	ok(dme_vtoiova(e, back, &x) == -ENOENT, "noiommu: nothing translates after free");

@@ -32,11 +32,17 @@ struct cli_cmd {
 
 extern const struct cli_cmd cli_info, cli_demo, cli_bench, cli_config;
 
+/* `dme bench` is two programs: dme's cli_bench (tools/bench_exec.c) runs
+ * dme-bench, whose cli_bench (tools/cmd_bench.c) parses the command line.
+ * Both say what bench_help.c says. */
+extern const char cli_bench_args[], cli_bench_summary[], cli_bench_help[];
+
 /* The commands' entry points (cli_NAME.run), for programs that run one
  * in-process. */
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+int cmd_bench(int argc, char **argv);	   /* dme-bench's (bench/main.c) */
+int cmd_bench_exec(int argc, char **argv); /* dme's `bench`: execs dme-bench */
 int cmd_config(int argc, char **argv);
 
 /* `dme NAME --help`: @cmd's usage line and help on stdout; returns CLI_EXIT_OK. */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cmd_bench.c - `dme bench [OPTIONS] SUITE [--benchmark_FLAG=VALUE...]`.
+ * Compiled into dme-bench (bench/main.c), which `dme bench` runs with its
+ * arguments (tools/bench_exec.c): this is where they are parsed.
  *
  * dme's options go through getopt_long(); every --benchmark_* argument goes
  * to Google Benchmark, except the few that concern output, which dme does
@@ -198,35 +200,12 @@ out:
 	return ret;
 }
 
+/* dme-bench's `bench`: the help of dme's, and the suites this build has. */
 const struct cli_cmd cli_bench = {
 	.name = "bench",
-	.args = "[OPTIONS] SUITE [--benchmark_FLAG=VALUE...]",
-	.summary = "run a benchmark suite (Google Benchmark; --json for its JSON format)",
-	.help = "Runs the cases of a benchmark suite with Google Benchmark, one at a time, and\n"
-		"derives dme's figures from them: ratios against baselines measured in the same\n"
-		"run (the \"dme keys\"), so runs on different machines compare.\n"
-		"\n"
-		"options:\n"
-		"      --json           Google Benchmark's JSON document on stdout (\"context\",\n"
-		"                       \"benchmarks\"), dme's derived keys under \"dme_keys\"\n"
-		"      --min-time=S     run each case for at least S seconds\n"
-		"      --filter=TEXT    run only the cases whose name contains TEXT\n"
-		"      --list           print the names of the cases that would run; run nothing\n"
-		"  -q, --quiet          no progress lines on stderr\n"
-		"  -h, --help           this text\n"
-		"\n"
-		"Google Benchmark's flags go to it, in the form --benchmark_NAME=VALUE, e.g.\n"
-		"  --benchmark_filter=REGEX       only cases whose name (SUITE/CASE/...) matches\n"
-		"  --benchmark_repetitions=N      repeat each case N times and report mean,\n"
-		"                                 median, stddev and cv (dme keys use the median)\n"
-		"  --benchmark_min_time=S         as --min-time\n"
-		"  --benchmark_out=FILE           also write the JSON document to FILE\n"
-		"  --benchmark_format=json        as --json (console: the table, the default)\n"
-		"  --benchmark_list_tests=true    as --list\n"
-		"\n"
-		"Progress goes to stderr, a line as each case starts and ends; stdout holds only\n"
-		"the table, or only the JSON. Exit status 1 when a case fails, 2 for a wrong\n"
-		"command line or filters that leave no case.\n",
+	.args = cli_bench_args,
+	.summary = cli_bench_summary,
+	.help = cli_bench_help,
 	.help_more = help_suites,
 	.run = cmd_bench,
 };

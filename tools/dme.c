@@ -104,7 +104,11 @@ static int cmd_help(int argc, char **argv)
 	const struct cli_cmd *cmd = find_cmd(argv[optind]);
 	if (!cmd)
 		return cli_usage_error(&cli_help_cmd, "unknown command '%s'", argv[optind]);
-	return cli_help(cmd);
+	/* the command's own --help: `dme bench --help` is dme-bench's, which
+	 * lists the suites of this build */
+	static char help_opt[] = "--help";
+	char *help_argv[] = {argv[optind], help_opt, NULL};
+	return cmd->run(2, help_argv);
 }
 
 int main(int argc, char **argv)

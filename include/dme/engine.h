@@ -63,7 +63,8 @@ struct dme_dma_mem {
 /** struct dme_engine_stats - counters; the invariants tests assert are noted. */
 struct dme_engine_stats {
 	uint64_t map_calls;	  /* map requests issued to the backend (one kernel call each) */
-	uint64_t unmap_calls;	  /* unmap requests issued */
+	uint64_t unmap_calls;	  /* mappings removed by unmap requests (one kernel call may
+				   * remove several mappings adjacent in IOVA) */
 	uint64_t bytes_mapped;	  /* cumulative */
 	uint64_t live_mappings;	  /* == map_calls - unmap_calls */
 	uint64_t mapped_bytes;	  /* bytes currently mapped (active + idle + pending) */
@@ -140,8 +141,9 @@ int dme_engine_open_sibling(struct dme_engine *src, struct dme_engine **out);
  * registration in @dst (dme_unregister(@dst, ...) drops it); @src must keep
  * it registered while @dst uses it.
  *
- * Return: 0, -ENOENT (not mapped in @src), -EBUSY (already in @dst), -ENOSPC,
- * -EINVAL, or the backend's error.
+ * Return: 0, -ENOENT (not mapped in @src), -EBUSY (a registration of @dst
+ * overlaps it; idle mappings of @dst give way), -ENOSPC, -EINVAL (bad range
+ * or flags, or @dst is not a sibling of @src), or the backend's error.
  */
 int dme_share(struct dme_engine *src, struct dme_engine *dst, void *va, size_t len,
 	      unsigned flags, uint64_t *iova);
@@ -176,11 +178,18 @@ const char *const *dme_engine_backends(void);
  * @iova:  on success, the IOVA of @va
  *
  * A range inside an existing mapping with the same or wider permissions
- * takes a reference on it and costs no kernel call.
+ * takes a reference on it and costs no kernel call, when dme knows that
+ * mapping still reaches the memory: DMA memory, a range inside a live
+ * registration, or a range the memory monitor watches (docs/engine.md,
+ * "What the cache guarantees"). Idle mappings it overlaps are replaced.
+ * The memory must stay mapped until the registration is dropped.
  *
- * Return: 0, -EINVAL (bad range or flags), -EBUSY (overlaps a registered
- * range without being inside it, or needs wider permissions), -ENOSPC (no
- * IOVA space or map-entry budget left), or the backend's error.
+ * Return: 0, -EINVAL (bad range or flags), -EFAULT (memory the kernel would
+ * not pin: a hole, no access, read-only memory for a device that writes),
+ * -EBUSY (overlaps a mapping in use without being inside it, or needs wider
+ * permissions), -ENOSPC (no IOVA space or map-entry budget left, even after
+ * evicting every idle mapping), or the backend's error. On failure nothing
+ * changes.
  */
 int dme_register(struct dme_engine *e, void *va, size_t len, unsigned flags, uint64_t *iova);
 
@@ -218,19 +227,30 @@ int dme_dma_alloc(struct dme_engine *e, size_t len, unsigned flags, struct dme_d
  * @e: the engine
  * @d: from dme_dma_alloc(); zeroed on success
  *
- * Return: 0, or the unmap error (the memory is then kept, still mapped).
+ * @d is checked against the engine's record of its live allocations; the
+ * memory is unmapped whatever registrations lie inside it.
+ *
+ * Return: 0; -ENOENT (@d is not a live allocation of this engine: freed
+ * already, a stale copy, or another engine's) or -EINVAL (its length or IOVA
+ * was changed), both with nothing touched; or the unmap error (the memory is
+ * then kept, still mapped).
  */
 int dme_dma_free(struct dme_engine *e, struct dme_dma_mem *d);
 
 /**
  * dme_unregister() - drop one registration of [@va, @va + @len).
  * @e:   the engine
- * @va:  as registered
- * @len: as registered
+ * @va:  exactly as registered
+ * @len: exactly as registered
  *
- * The mapping stays (idle) until the budget or dme_engine_flush() evicts it.
+ * Drops one registration of exactly this range (a sub-range, a longer range
+ * or the union of two registrations is not one). When it was the mapping's
+ * last, the mapping stays (idle) until the budget or dme_engine_flush()
+ * evicts it if it is DMA memory or watched by the memory monitor; a mapping
+ * of caller memory nothing watches goes to the pending unmaps at once.
  *
- * Return: 0, -EINVAL when the range is not registered.
+ * Return: 0, -EINVAL (with a message) when no registration has exactly this
+ * range; nothing changes then.
  */
 int dme_unregister(struct dme_engine *e, void *va, size_t len);
 
