@@ -40,11 +40,12 @@ SRC
 	need_update=1
 fi
 
-# build, unit tests (test-cli.py and .ci/count.py run with python3), the
+# build, unit tests (test-cli.py and .ci/count.py run with python3; test-man.py
+# reads libdme.so with nm and checks the manual pages with groff), the
 # sanitizer builds, the clang/libFuzzer build, benchmarks (g++, Google
 # Benchmark: -Dbench only), scripts/hugepages.sh
 pkgs=(meson ninja-build pkg-config python3 gcc g++ libc6-dev clang libclang-rt-14-dev
-      libnuma-dev numactl libhugetlbfs-bin libbenchmark-dev)
+      libnuma-dev numactl libhugetlbfs-bin libbenchmark-dev binutils groff-base)
 # the VM tier: QEMU (run-vm.py), the initramfs (mkinitrd.sh: busybox-static,
 # cpio, gzip, readelf from binutils), the guest kernel (build-kernel.sh's
 # checks: make, gcc, binutils, bc, bison, flex, xz, tar, flock, sha256sum,

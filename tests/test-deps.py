@@ -32,6 +32,7 @@ PROVIDER = {
     # tools
     'make': 'make', 'gcc': 'gcc', 'g++': 'g++', 'cc': 'gcc', 'c++': 'g++',
     'clang': 'clang', 'clang++': 'clang', 'ld': 'binutils', 'readelf': 'binutils',
+    'nm': 'binutils', 'groff': 'groff-base',
     'bc': 'bc', 'bison': 'bison', 'flex': 'flex', 'xz': 'xz-utils', 'tar': 'tar',
     'gzip': 'gzip', 'cpio': 'cpio', 'flock': 'util-linux', 'sha256sum': 'coreutils',
     'perl': 'perl-base', 'python3': 'python3', 'meson': 'meson', 'ninja': 'ninja-build',
