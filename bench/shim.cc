@@ -1,14 +1,25 @@
 // SPDX-License-Identifier: MIT
-// shim.cc - registers dme's C benchmark bodies with Google Benchmark and
-// collects their figures. The only C++ in the project; everything it knows
-// about a suite comes from struct dme_bench_suite.
+// shim.cc - registers dme's C benchmark bodies with Google Benchmark, runs a
+// suite one case at a time and reports it as one Google Benchmark run (its
+// console table or its JSON, so its tools such as compare.py read dme's
+// output), with the suite's derived keys beside it. The only C++ in the
+// project; everything it knows about a suite comes from struct
+// dme_bench_suite.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include <dme/engine.h>
+#include <dme/version.h>
 
 #include "shim.h"
 
@@ -104,10 +115,12 @@ const struct dme_bench_suite *const *dme_bench_suites(void)
 
 namespace {
 
-// Keeps the last aggregate of the case being run; prints nothing itself.
-class Collector : public benchmark::BenchmarkReporter {
+using Run = benchmark::BenchmarkReporter::Run;
+
+// Records the names of the runs Google Benchmark reports (the probe's).
+class NameCollector : public benchmark::BenchmarkReporter {
 public:
-	std::vector<Run> runs;
+	std::vector<std::string> names;
 	bool ReportContext(const Context &) override
 	{
 		return true;
@@ -115,121 +128,317 @@ public:
 	void ReportRuns(const std::vector<Run> &reports) override
 	{
 		for (const auto &r : reports)
-			runs.push_back(r);
+			names.push_back(r.benchmark_name());
 	}
 };
 
-void print_json_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		fputc(*s, out);
+// Google Benchmark runs once per case (each case has its own prepare and
+// finish), but the reporters must see one run of the whole suite: the
+// context once (begin()), then each case's runs under its own family index,
+// and no Finalize() (the caller closes the JSON document).
+class Fanout : public benchmark::BenchmarkReporter {
+public:
+	std::vector<benchmark::BenchmarkReporter *> sinks;
+	int64_t family = 0;
+	std::vector<Run> runs; // the current case's
+
+	void begin(size_t name_width)
+	{
+		Context ctx;
+		ctx.name_field_width = name_width;
+		for (auto *s : sinks)
+			s->ReportContext(ctx);
 	}
-	fputc('"', out);
+	bool ReportContext(const Context &) override
+	{
+		return true;
+	}
+	void ReportRuns(const std::vector<Run> &reports) override
+	{
+		std::vector<Run> rs(reports);
+		for (auto &r : rs)
+			r.family_index = family;
+		for (auto *s : sinks)
+			s->ReportRuns(rs);
+		runs.insert(runs.end(), rs.begin(), rs.end());
+	}
+};
+
+void configure(benchmark::internal::Benchmark *b, const dme_bench_case *c)
+{
+	b->UseRealTime()->Unit(benchmark::kNanosecond);
+	if (c->threads > 1)
+		b->Threads(c->threads);
 }
 
-void print_num(FILE *out, double v)
+// The names Google Benchmark would report for case @c (none when its
+// --benchmark_filter leaves it out), found without preparing the case: the
+// same registration with a body that fails at once.
+std::vector<std::string> probe(const std::string &full, const dme_bench_case *c)
 {
-	if (std::isfinite(v))
-		fprintf(out, "%.6g", v);
-	else
-		fputs("null", out);
+	auto *b = benchmark::RegisterBenchmark(full.c_str(), [](benchmark::State &st) {
+		st.SkipWithError("probe");
+		while (st.KeepRunning()) {
+		}
+	});
+	configure(b, c);
+	NameCollector names;
+	std::ostringstream sink;
+	names.SetOutputStream(&sink);
+	names.SetErrorStream(&sink);
+	benchmark::RunSpecifiedBenchmarks(&names);
+	benchmark::ClearRegisteredBenchmarks();
+	return names.names;
+}
+
+// dme's facts in the JSON "context", beside Google Benchmark's own.
+void add_context(const dme_bench_suite *suite)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	std::string backends;
+	for (const char *const *b = dme_engine_backends(); *b; b++)
+		backends += (backends.empty() ? "" : ",") + std::string(*b);
+	benchmark::AddCustomContext("dme_version", dme_version());
+	benchmark::AddCustomContext("dme_backends", backends);
+	benchmark::AddCustomContext("dme_build_type", DME_BUILD_TYPE);
+	benchmark::AddCustomContext("dme_suite", suite->name);
+	benchmark::AddCustomContext("dme_gbench_version", DME_GBENCH_VERSION);
+}
+
+std::string json_string(const std::string &s)
+{
+	std::string out = "\"";
+	for (char ch : s) {
+		if (ch == '"' || ch == '\\')
+			out += '\\';
+		out += ch;
+	}
+	return out + "\"";
+}
+
+std::string json_num(double v)
+{
+	if (!std::isfinite(v))
+		return "null";
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.6g", v);
+	return buf;
+}
+
+// Closes what JSONReporter opened (its "benchmarks" array and the document)
+// with dme's derived keys as a top-level object of their own.
+std::string json_tail(const dme_bench_out &derived)
+{
+	std::string out = "\n  ],\n  \"dme_keys\": {";
+	bool first = true;
+	for (const auto &kv : derived.keys) {
+		out += first ? "\n    " : ",\n    ";
+		first = false;
+		out += json_string(kv.first) + ": " + json_num(kv.second);
+	}
+	return out + (first ? "}\n}\n" : "\n  }\n}\n");
+}
+
+// The run whose figures feed the derived keys: the median of the
+// repetitions when there are several, else the one run.
+const Run *pick_run(const std::vector<Run> &runs)
+{
+	const Run *one = nullptr;
+	for (const auto &r : runs) {
+		if (r.error_occurred)
+			continue;
+		if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
+			return &r;
+		if (r.run_type == Run::RT_Iteration && !one)
+			one = &r;
+	}
+	return one;
+}
+
+void gbench_flag_error()
+{
+	fprintf(stderr, "dme bench: Google Benchmark refuses the value of a --benchmark_* flag\n");
+	exit(2);
 }
 
 } // namespace
 
-extern "C" int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time,
-			     const char *filter, FILE *out)
+extern "C" int dme_bench_init(const char *argv0, int argc, char **argv, double min_time)
+{
+	// Google Benchmark keeps argv[0] (the JSON context's "executable")
+	static std::vector<std::string> args;
+	args.assign(1, argv0);
+	for (int i = 0; i < argc; i++)
+		args.emplace_back(argv[i]);
+	if (min_time > 0) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "--benchmark_min_time=%g%s", min_time,
+			 DME_GBENCH_MIN_TIME_SUFFIX);
+		args.emplace_back(buf);
+	}
+	std::vector<char *> v;
+	for (auto &a : args)
+		v.push_back(&a[0]);
+	v.push_back(nullptr);
+	int n = (int)args.size();
+	// exits (status 2) for a value Google Benchmark cannot parse as its
+	// flag's type, as it exits for --help
+	benchmark::Initialize(&n, v.data(), gbench_flag_error);
+	for (int i = 1; i < n; i++)
+		fprintf(stderr, "dme bench: Google Benchmark does not take '%s'\n", v[i]);
+	return n > 1 ? -EINVAL : 0;
+}
+
+extern "C" int dme_bench_run(const struct dme_bench_suite *suite, const struct dme_bench_opts *o)
 {
 	std::vector<dme_bench_result> results(suite->nr_cases);
 	std::vector<std::string> errors;
-	int argc = 1;
-	char arg0[] = "dme-bench";
-	char *argv[] = {arg0, nullptr};
-	benchmark::Initialize(&argc, argv);
 
+	// 1. the cases that run: dme's --filter, then Google Benchmark's
+	struct Selected {
+		size_t index;
+		std::string full;
+		std::vector<std::string> names;
+	};
+	std::vector<Selected> sel;
+	size_t width = 0;
+	bool repeated = false;
 	for (size_t i = 0; i < suite->nr_cases; i++) {
 		const dme_bench_case *c = &suite->cases[i];
-		dme_bench_result *r = &results[i];
-		memset(r, 0, sizeof(*r));
-		r->name = c->name;
-		if (filter && !strstr(c->name, filter))
+		memset(&results[i], 0, sizeof(results[i]));
+		results[i].name = c->name;
+		if (o->filter && !strstr(c->name, o->filter))
 			continue;
-		if (c->prepare && c->prepare(c->arg)) {
-			errors.push_back(std::string(c->name) + ": prepare failed");
-			continue;
-		}
 		std::string full = std::string(suite->name) + "/" + c->name;
-		auto *b = benchmark::RegisterBenchmark(full.c_str(), [c](benchmark::State &st) {
-			dme_bench_state s{&st};
-			c->body(&s, c->arg);
-		});
-		b->UseRealTime()->Unit(benchmark::kNanosecond);
-		if (c->threads > 1)
-			b->Threads(c->threads);
-		if (min_time > 0)
-			b->MinTime(min_time);
-		Collector col;
-		benchmark::RunSpecifiedBenchmarks(&col);
-		benchmark::ClearRegisteredBenchmarks();
-		if (c->finish)
-			c->finish(c->arg);
-		if (col.runs.empty()) {
-			errors.push_back(std::string(c->name) + ": did not run");
+		auto names = probe(full, c);
+		if (names.empty())
 			continue;
-		}
-		const auto &run = col.runs.back();
-		if (run.error_occurred) {
-			errors.push_back(std::string(c->name) + ": " + run.error_message);
-			continue;
-		}
-		r->ok = true;
-		r->iterations = (uint64_t)run.iterations;
-		r->ns_per_iter = run.GetAdjustedRealTime();
-		for (const auto &kv : run.counters) {
-			if (r->nr_counters == DME_BENCH_MAX_COUNTERS)
-				break;
-			auto &slot = r->counters[r->nr_counters++];
-			snprintf(slot.name, sizeof(slot.name), "%s", kv.first.c_str());
-			slot.value = kv.second.value;
-		}
-		if (!json)
-			fprintf(out, "%-40s %12.2f ns/iter %12llu iters\n", full.c_str(),
-				r->ns_per_iter, (unsigned long long)r->iterations);
+		for (const auto &n : names)
+			width = std::max(width, n.size());
+		repeated |= names.size() > 1;
+		sel.push_back({i, full, names});
+	}
+	if (o->list) {
+		for (const auto &s : sel)
+			for (size_t k = 0; k < s.names.size(); k++)
+				if (!k || s.names[k] != s.names[k - 1])
+					printf("%s\n", s.names[k].c_str());
+		return 0;
+	}
+	if (sel.empty()) {
+		fprintf(stderr, "dme bench %s: no case matches the filters\n", suite->name);
+		return -ENOENT;
 	}
 
+	// 2. the reporters: the table or the JSON on stdout, the JSON in a file
+	Fanout fan;
+	benchmark::JSONReporter json, file;
+	std::ostringstream json_text, file_text;
+	static std::ostringstream silenced; // the table reporter outlives this call
+	if (o->json) {
+		json.SetOutputStream(&json_text);
+		fan.sinks.push_back(&json);
+	} else {
+		// Google Benchmark's table, as its flags (color, tabular) say; it
+		// writes the context (CPUs, load, warnings) to stderr
+		auto *table = benchmark::CreateDefaultDisplayReporter();
+		if (o->quiet)
+			table->SetErrorStream(&silenced);
+		fan.sinks.push_back(table);
+	}
+	if (o->json_path) {
+		file.SetOutputStream(&file_text);
+		fan.sinks.push_back(&file);
+	}
+	add_context(suite);
+	fan.begin(width + (repeated ? strlen("_stddev") : 0));
+
+	// 3. each case: prepare, measure, finish
+	for (size_t k = 0; k < sel.size(); k++) {
+		const dme_bench_case *c = &suite->cases[sel[k].index];
+		dme_bench_result *r = &results[sel[k].index];
+		if (!o->quiet)
+			fprintf(stderr, "dme bench: [%zu/%zu] %s ...\n", k + 1, sel.size(),
+				sel[k].full.c_str());
+		auto t0 = std::chrono::steady_clock::now();
+		std::string err;
+		if (c->prepare && c->prepare(c->arg)) {
+			err = "prepare failed";
+		} else {
+			auto *b = benchmark::RegisterBenchmark(sel[k].full.c_str(),
+				[c](benchmark::State &st) {
+					dme_bench_state s{&st};
+					c->body(&s, c->arg);
+				});
+			configure(b, c);
+			fan.family = (int64_t)k;
+			fan.runs.clear();
+			benchmark::RunSpecifiedBenchmarks(&fan);
+			benchmark::ClearRegisteredBenchmarks();
+			if (c->finish)
+				c->finish(c->arg);
+			std::cout.flush();
+			for (const auto &run : fan.runs)
+				if (run.error_occurred && err.empty())
+					err = run.error_message;
+			const Run *run = pick_run(fan.runs);
+			if (!run && err.empty())
+				err = "did not run";
+			if (err.empty()) {
+				r->ok = true;
+				r->iterations = (uint64_t)run->iterations;
+				r->ns_per_iter = run->GetAdjustedRealTime();
+				for (const auto &kv : run->counters) {
+					if (r->nr_counters == DME_BENCH_MAX_COUNTERS)
+						break;
+					auto &slot = r->counters[r->nr_counters++];
+					snprintf(slot.name, sizeof(slot.name), "%s",
+						 kv.first.c_str());
+					slot.value = kv.second.value;
+				}
+			}
+		}
+		double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+				      .count();
+		if (!err.empty())
+			errors.push_back(std::string(c->name) + ": " + err);
+		std::string how = err.empty() ? "done" : "FAILED: " + err;
+		if (!o->quiet)
+			fprintf(stderr, "dme bench: [%zu/%zu] %s %s (%.1f s)\n", k + 1, sel.size(),
+				sel[k].full.c_str(), how.c_str(), secs);
+	}
+
+	// 4. the derived keys, from the figures of this run only
 	dme_bench_out derived;
 	if (suite->summarize)
 		suite->summarize(results.data(), results.size(), &derived);
-
-	if (json) {
-		fputs("{", out);
-		bool first = true;
-		for (const auto &kv : derived.keys) {
-			fputs(first ? "\n  " : ",\n  ", out);
-			first = false;
-			print_json_string(out, kv.first.c_str());
-			fputs(": ", out);
-			print_num(out, kv.second);
-		}
-		for (const auto &r : results) {
-			if (!r.ok)
-				continue;
-			std::string key = std::string(suite->name) + ".raw." + r.name + "_ns";
-			fputs(first ? "\n  " : ",\n  ", out);
-			first = false;
-			print_json_string(out, key.c_str());
-			fputs(": ", out);
-			print_num(out, r.ns_per_iter);
-		}
-		fputs("\n}\n", out);
+	int ret = 0;
+	if (o->json) {
+		fputs((json_text.str() + json_tail(derived)).c_str(), stdout);
 	} else {
+		printf("\n%-40s %12s\n", "dme keys (ratios within this run)", "value");
 		for (const auto &kv : derived.keys)
-			fprintf(out, "%-40s %12.3f\n", kv.first.c_str(), kv.second);
+			printf("%-40s %12.3f\n", kv.first.c_str(), kv.second);
+	}
+	fflush(stdout);
+	if (o->json_path) {
+		FILE *f = fopen(o->json_path, "w");
+		int err = f ? 0 : errno;
+		if (f && fputs((file_text.str() + json_tail(derived)).c_str(), f) < 0)
+			err = errno;
+		if (f && fclose(f) && !err)
+			err = errno;
+		if (err) {
+			fprintf(stderr, "dme bench: %s: %s\n", o->json_path, strerror(err));
+			ret = -err;
+		}
 	}
 	for (const auto &e : errors)
 		fprintf(stderr, "dme bench %s: %s\n", suite->name, e.c_str());
-	return errors.empty() ? 0 : -EIO;
+	if (!errors.empty())
+		return -EIO;
+	return ret;
 }

@@ -3,9 +3,10 @@
  * shim.h - the C face of dme's benchmarks.
  *
  * Benchmark bodies are C functions; shim.cc (the only C++ in dme) registers
- * them with Google Benchmark, runs one suite, and hands the measured figures
- * to the suite's summarize() which derives the stable JSON keys (ratios
- * against baselines measured in the same run, plus the raw ns figures).
+ * them with Google Benchmark, runs one suite, reports every case in Google
+ * Benchmark's own formats (its console table, its JSON) and hands the
+ * measured figures to the suite's summarize(), which derives the stable keys
+ * (ratios against baselines measured in the same run) reported beside them.
  *
  * A body loops like this, so the per-iteration shim cost is amortised:
  *
@@ -107,17 +108,44 @@ extern const struct dme_bench_suite dme_bench_suite_pin;
 const struct dme_bench_suite *const *dme_bench_suites(void);
 
 /**
- * dme_bench_run() - run @suite and print its figures.
- * @suite:    the suite
- * @json:     print one JSON object (derived keys + raw ns per case) instead of text
- * @min_time: seconds each case runs at least (0: Google Benchmark's default)
- * @filter:   run only cases whose name contains this (NULL: all)
- * @out:      where to print
+ * dme_bench_init() - hand Google Benchmark its flags; once, before dme_bench_run().
+ * @argv0:    the program, for the JSON context's "executable"
+ * @argc:     number of Google Benchmark flags in @argv
+ * @argv:     "--benchmark_*=VALUE" flags (repetitions, filter, min_time, ...)
+ * @min_time: seconds each case runs at least (0: Google Benchmark's default
+ *            or --benchmark_min_time); wins over --benchmark_min_time
  *
- * Return: 0, or -EIO when a case failed (its message is printed to stderr).
+ * Return: 0, or -EINVAL when Google Benchmark does not take a flag (each is
+ * named on stderr).
  */
-int dme_bench_run(const struct dme_bench_suite *suite, bool json, double min_time,
-		  const char *filter, FILE *out);
+int dme_bench_init(const char *argv0, int argc, char **argv, double min_time);
+
+/** struct dme_bench_opts - how dme_bench_run() reports. */
+struct dme_bench_opts {
+	bool json;	       /* Google Benchmark's JSON (+ "dme_keys") on stdout, not the table */
+	bool list;	       /* print the names of the cases that would run; run nothing */
+	bool quiet;	       /* no progress lines on stderr */
+	const char *filter;    /* run only cases whose name contains this (NULL: all) */
+	const char *json_path; /* also write the JSON document to this file (NULL: no) */
+};
+
+/**
+ * dme_bench_run() - run @suite and print its figures on stdout.
+ * @suite: the suite
+ * @opts:  output and selection
+ *
+ * Each selected case runs in turn (its prepare, Google Benchmark, its
+ * finish); cases the filters leave out are not prepared. Without --json,
+ * stdout gets Google Benchmark's table, then the derived keys; with it, one
+ * JSON document in Google Benchmark's format ("context", "benchmarks") with
+ * the derived keys under "dme_keys" (a key whose cases did not run is null).
+ * With repetitions the derived keys use the median of each case. Progress
+ * goes to stderr: a line as each case starts and as it ends.
+ *
+ * Return: 0, -EIO when a case failed (its message is printed to stderr), or
+ * -errno when @opts->json_path cannot be written.
+ */
+int dme_bench_run(const struct dme_bench_suite *suite, const struct dme_bench_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,16 @@
 #ifndef DME_AVL_H
 #define DME_AVL_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define avl_find dmei_avl_find
+#define avl_first dmei_avl_first
+#define avl_floor dmei_avl_floor
+#define avl_insert dmei_avl_insert
+#define avl_next dmei_avl_next
+#define avl_remove dmei_avl_remove
+
 #include <stddef.h>
 #include <stdint.h>
 

@@ -15,6 +15,16 @@
 #ifndef DME_ENGINE_BACKEND_H
 #define DME_ENGINE_BACKEND_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define be_all dmei_be_all
+#define be_iommufd_ops dmei_be_iommufd_ops
+#define be_noiommu_ops dmei_be_noiommu_ops
+#define be_probe_node dmei_be_probe_node
+#define be_sim_ops dmei_be_sim_ops
+#define be_vfio_ops dmei_be_vfio_ops
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,10 +63,12 @@ struct be_map {
 	uint64_t fd_off;   /* offset of va in fd */
 };
 
-/** struct be_unmap - one mapping to remove, exactly as it was mapped. */
+/** struct be_unmap - whole mappings to remove: [iova, iova+len) covers
+ * @nr_maps mappings exactly, adjacent in IOVA (0 counts as one). */
 struct be_unmap {
 	uint64_t iova;
 	uint64_t len;
+	uint64_t nr_maps;
 };
 
 struct be_ops {

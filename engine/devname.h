@@ -6,6 +6,13 @@
 #ifndef DME_ENGINE_DEVNAME_H
 #define DME_ENGINE_DEVNAME_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define dev_cdev_path dmei_dev_cdev_path
+#define dev_group dmei_dev_group
+#define dev_pci_addr dmei_dev_pci_addr
+
 #include <stddef.h>
 
 /* The VFIO cdev (/dev/vfio/devices/vfioN) of @dev. 0 or -ENOENT. */

@@ -3,10 +3,12 @@
  * engine.c - the mapping engine: registry, batching, lazy unmap, budget.
  *
  * Objects. A region is one backend mapping: [va, va+len) at [iova, +len)
- * with permissions. It is in exactly one state:
- *   ACTIVE  - registered (refs > 0), in the VA and IOVA indexes and the
- *             translation table;
- *   IDLE    - refs == 0, still mapped and indexed, on the LRU list;
+ * with permissions, and the exact ranges of the registrations on it. It is
+ * in exactly one state:
+ *   ACTIVE  - registered (refs > 0) or DMA memory (owned), in the VA index
+ *             and the translation table;
+ *   IDLE    - refs == 0, still mapped and indexed, on the LRU list; only
+ *             DMA memory or a range the memory monitor watches;
  *   PENDING - evicted: out of the indexes and the translation table, still
  *             mapped, its IOVA freed into the allocator's quarantine; it
  *             waits for the batched unmap, after which the quarantine epoch
@@ -16,12 +18,18 @@
  *
  * Invariants (dme_engine_check()):
  *   - regions in the VA index are disjoint; every byte of an ACTIVE or
- *     IDLE region translates to its IOVA; nothing else translates;
+ *     IDLE region translates to its IOVA; nothing else translates; no two
+ *     mappings share an IOVA;
+ *   - refs == the sum of the registration counts; ACTIVE iff refs or owned;
  *   - map_calls - unmap_calls == number of mapped regions;
  *   - pinned_bytes == the sum of the lengths of mapped regions.
  *
- * Locking. e->lock serialises everything but the lock-free translation
- * (xlate) readers; backend ops run under it (backend.h).
+ * Locking, in this order: engines_lock (the list of open engines, fork) ->
+ * engine locks in address order (dme_share, fork_prepare) -> e->lock ->
+ * the monitor's queue lock, the allocator's locks, the log hook's lock.
+ * e->lock serialises everything but the lock-free translation (xlate)
+ * readers; backend ops run under it (backend.h). The monitor's reader
+ * thread never takes e->lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -74,6 +82,7 @@ struct region {
 	bool watched;		 /* the memory monitor reports changes to its VA range */
 	bool stale;		 /* its VA range changed (unmapped, remapped, dropped) */
 	bool doomed;		 /* batch scratch: evicted if the batch succeeds */
+	bool unwatchable;	 /* the monitor refused its range once */
 	int fd;
 	uint64_t fd_off;
 	uint64_t epoch;		 /* PENDING: quarantine epoch of its IOVA */
@@ -179,8 +188,13 @@ static void engine_list_add(struct dme_engine *e)
 {
 	pthread_once(&atfork_once, atfork_install);
 	pthread_mutex_lock(&engines_lock);
-	e->next_engine = engines;
-	engines = e;
+	/* kept in address order: fork_prepare() then locks engines in the
+	 * order dme_share() does */
+	struct dme_engine **pp = &engines;
+	while (*pp && *pp < e)
+		pp = &(*pp)->next_engine;
+	e->next_engine = *pp;
+	*pp = e;
 	pthread_mutex_unlock(&engines_lock);
 }
 
@@ -484,10 +498,11 @@ static int pending_flush(struct dme_engine *e)
 	for (i = 0; i < n; i++) {
 		if (nu && u[nu - 1].iova + u[nu - 1].len == rs[i]->iova) {
 			u[nu - 1].len += rs[i]->len;
+			u[nu - 1].nr_maps++;
 			continue;
 		}
 		first[nu] = i;
-		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len};
+		u[nu++] = (struct be_unmap){rs[i]->iova, rs[i]->len, 1};
 	}
 	first[nu] = n;
 	int ret = be_unmap_chunked(e, u, nu, &done);
@@ -552,13 +567,21 @@ static void range_changed(void *arg, uint64_t va, uint64_t len)
 		if (r->state == R_IDLE) {
 			region_evict(e, r);
 		} else if (!r->stale) {
-			r->stale = true;
 			bool live = false;	/* a caller bug only if a live one is hit */
 			for (uint32_t i = 0; i < r->nref && !live; i++)
 				live = r->refv[i].count && r->va + r->refv[i].off < end &&
 				       r->va + r->refv[i].off + r->refv[i].len > va0;
-			if (live)
-				dme_warn("engine: memory of the registered buffer [0x%" PRIx64 ", +0x%" PRIx64 ") was unmapped or dropped while registered; its IOVA no longer reaches it",
+			if (!live) {
+				/* an unregistered part of the mapping changed: only
+				 * live registrations may be served from it now */
+				if (r->watched)
+					monitor_unwatch(e->mon, r->va, r->len);
+				r->watched = false;
+				r->unwatchable = true;
+				continue;
+			}
+			r->stale = true;
+			dme_warn("engine: memory of the registered buffer [0x%" PRIx64 ", +0x%" PRIx64 ") was unmapped or dropped while registered; its IOVA no longer reaches it",
 				 r->va, r->len);
 		}
 	}
@@ -577,15 +600,22 @@ static void coherence_sync(struct dme_engine *e)
  */
 static int region_idle(struct dme_engine *e, struct region *r)
 {
-	if (!r->watched && !r->stale && e->mon && !monitor_watch(e->mon, r->va, r->len))
-		r->watched = true;
+	if (!r->watched && !r->stale && !r->unwatchable && e->mon) {
+		if (!monitor_watch(e->mon, r->va, r->len))
+			r->watched = true;
+		else
+			r->unwatchable = true;	/* do not try on every unregister */
+	}
 	if (r->watched && !r->stale) {
 		r->state = R_IDLE;
 		rlist_add_tail(&e->lru, r);
-		return budget_enforce(e, 0);
+	} else {
+		region_retire(e, r);
 	}
-	region_retire(e, r);
-	return budget_enforce(e, 0);
+	/* the registration is gone whatever the flush does: a failed unmap is
+	 * logged by pending_flush() and retried by the next one */
+	budget_enforce(e, 0);
+	return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -648,8 +678,12 @@ static unsigned prot_of(unsigned flags)
 static int cmp_req_va(const void *a, const void *b, void *arg)
 {
 	const struct dme_region_req *reqs = arg;
-	uint64_t x = (uintptr_t)reqs[*(const size_t *)a].va, y = (uintptr_t)reqs[*(const size_t *)b].va;
-	return x < y ? -1 : x > y;
+	const struct dme_region_req *p = &reqs[*(const size_t *)a], *q = &reqs[*(const size_t *)b];
+	uint64_t x = (uintptr_t)p->va, y = (uintptr_t)q->va;
+	if (x != y)
+		return x < y ? -1 : 1;
+	/* equal starts: the longer first, so the shorter nests inside its run */
+	return p->len > q->len ? -1 : p->len < q->len;
 }
 
 static int check_req(const struct dme_region_req *q, size_t i)
@@ -690,8 +724,10 @@ static int batch_init(struct batch *b, struct dme_region_req *reqs, size_t n,
 		if (!b->order || !b->run_of || !b->hit || !b->victims || !b->runs || !b->maps)
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		b->order[i] = i;
+		b->hit[i] = NULL;	/* batch_unplan() reads every entry */
+	}
 	if (n > 1)
 		qsort_r(b->order, n, sizeof(*b->order), cmp_req_va, reqs);
 	return 0;
@@ -819,7 +855,6 @@ static int victim_add(struct batch *b, struct region *o)
 static int batch_plan(struct dme_engine *e, struct batch *b)
 {
 	for (size_t k = 0; k < b->n; k++) {
-		b->hit[k] = NULL;
 		const struct dme_region_req *q = &b->reqs[b->order[k]];
 		uint64_t va = (uintptr_t)q->va, end = va + q->len;
 		unsigned prot = prot_of(q->flags);
@@ -1036,18 +1071,32 @@ static int run_alloc_iova(struct dme_engine *e, struct run *u)
 	return dme_iova_alloc_congruent(e->iova, u->size, cong, u->va, &u->iova);
 }
 
+/*
+ * Room is short: the idle mappings this batch replaces go now rather than
+ * after the map (they are cache; the batch may still fail after this).
+ */
+static void batch_drop_victims(struct dme_engine *e, struct batch *b)
+{
+	for (size_t k = 0; k < b->nvict; k++) {
+		b->victims[k]->doomed = false;
+		region_retire(e, b->victims[k]);
+	}
+	b->nvict = 0;
+}
+
 /* IOVAs for every run: congruent to the VA modulo its page size. */
 static int batch_reserve_iovas(struct dme_engine *e, struct batch *b)
 {
-	bool reclaimed = false;
+	int reclaimed = 0;
 	while (b->with_iova < b->nr) {
 		struct run *u = &b->runs[b->with_iova];
 		if (!align_up_checked(u->len, e->geo.alignment, &u->size))
 			return -EINVAL;
 		int ret = run_alloc_iova(e, u);
-		if (ret == -ENOSPC && !reclaimed && !e->geo.needs_pa) {
+		if (ret == -ENOSPC && reclaimed < 2 && !e->geo.needs_pa) {
+			if (reclaimed++)	/* second try: replaced mappings too */
+				batch_drop_victims(e, b);
 			reclaim_iova(e);
-			reclaimed = true;
 			continue;
 		}
 		if (ret) {
@@ -1100,7 +1149,6 @@ static int batch_prepare_regions(struct dme_engine *e, struct batch *b)
 			return -ENOMEM;
 		}
 	}
-	(void)e;
 	return 0;
 }
 
@@ -1113,7 +1161,7 @@ static void batch_undo(struct dme_engine *e, struct batch *b, const char *what)
 		int uret = -ENOMEM;
 		if (u) {
 			for (size_t k = 0; k < b->mapped; k++)
-				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len};
+				u[k] = (struct be_unmap){b->maps[k].iova, b->maps[k].len, 1};
 			uret = be_unmap_chunked(e, u, b->mapped, &d);
 			free(u);
 		}
@@ -1175,9 +1223,13 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			goto err_undo;
 	}
 	if (b.nr) {
-		ret = budget_enforce(e, b.nr);
-		if (ret)
-			goto err_undo;
+		/* a failed unmap of other pending mappings only matters if the
+		 * entries are still short (checked next) */
+		budget_enforce(e, b.nr);
+		if (e->st.live_mappings + b.nr > e->entry_limit && b.nvict) {
+			batch_drop_victims(e, &b);
+			pending_flush(e);
+		}
 		if (e->st.live_mappings + b.nr > e->entry_limit) {
 			if (e->entry_limit_src)
 				dme_err("register: %zu new mappings would exceed %s of %" PRIu64 " map entries (%" PRIu64 " live, none idle); unregister, or register VA-contiguous buffers in one batch to share an entry",
@@ -1214,9 +1266,19 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 		}
 	}
 	/* commit: nothing below can fail */
-	for (size_t k = 0; k < b.nr; k++)
-		if (b.runs[k].r->mapped)
-			e->st.pinned_bytes += b.runs[k].r->len;
+	for (size_t k = 0; k < b.nr; k++) {
+		struct region *r = b.runs[k].r;
+		if (r->mapped)
+			e->st.pinned_bytes += r->len;
+		/* caller memory is watched from the start, so a munmap while it
+		 * is registered is seen (and reported) too */
+		if (!r->owned && e->mon) {
+			if (!monitor_watch(e->mon, r->va, r->len))
+				r->watched = true;
+			else
+				r->unwatchable = true;
+		}
+	}
 	e->st.live_mappings += e->geo.ready ? b.nr : 0;
 	for (size_t k = 0; k < n; k++) {	/* in VA order: references append */
 		size_t i = b.order[k];
@@ -1265,6 +1327,7 @@ DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
 {
 	uint64_t a = (uintptr_t)va;
 	pthread_mutex_lock(&e->lock);
+	coherence_sync(e);	/* a changed range must not go idle as if intact */
 	struct region *r = region_at(e, a);
 	struct ref *f = r && r->state == R_ACTIVE ? ref_find(r, a - r->va, len) : NULL;
 	if (!f) {
@@ -1281,7 +1344,7 @@ DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
 	ref_drop(r, f);
 	if (r->refs == 0 && !r->owned)
 		ret = region_idle(e, r);
-	else if (!r->owned && !r->watched && !r->stale && e->mon &&
+	else if (!r->owned && !r->watched && !r->stale && !r->unwatchable && e->mon &&
 		 !monitor_watch(e->mon, r->va, r->len))
 		/* part of the mapping has no registration now: watched, it can
 		 * serve that part again without the caller's promise */
@@ -1779,7 +1842,7 @@ static int engine_start(struct dme_engine *e)
 	if (!e->cfg.cache_monitor)
 		dme_info("engine: DME_CACHE_MONITOR=0: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	else if (monitor_open(&e->mon))
-		dme_info("engine: no memory monitor here: caller memory is unmapped once unregistered (DMA memory stays cached)");
+		dme_warn("engine: no memory monitor (userfaultfd) here: caller memory is unmapped once unregistered (DMA memory stays cached)");
 	return 0;
 }
 
@@ -2076,8 +2139,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	coherence_sync(dst);
 	struct region *r = region_at(src, a);
 	ret = -ENOENT;
-	if (!r || a + len - r->va > r->len || (r->prot & prot) != prot || !r->mapped ||
-	    r->stale || (r->state == R_IDLE && !r->watched && !r->owned)) {
+	if (!r || !r->mapped || !can_hit(r, a, a + len, prot)) {
 		dme_err("share: [%p, +0x%zx) is not registered and mapped in the source with these permissions",
 			va, len);
 		goto out;
@@ -2130,7 +2192,7 @@ DME_EXPORT int dme_share(struct dme_engine *src, struct dme_engine *dst, void *v
 	*iova = dst_iova;
 	goto out;
 err_unmap: {
-	struct be_unmap u = {dst_iova, len};
+	struct be_unmap u = {dst_iova, len, 1};
 	size_t d;
 	if (be_unmap_chunked(dst, &u, 1, &d)) {
 		/* still mapped: the IOVA stays allocated, never handed out again */

@@ -8,6 +8,11 @@
 #ifndef DME_ENGINE_IOCTL_H
 #define DME_ENGINE_IOCTL_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define be_ioctl dmei_be_ioctl
+
 #include <stdint.h>
 
 /* ioctl(fd, cmd, arg): 0 or a negative errno (never -1 + errno). */

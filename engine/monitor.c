@@ -13,9 +13,10 @@
  *
  * A watched range whose pages were dropped is unregistered from the
  * userfaultfd at once, so a later fault on it is an ordinary fault. A
- * missing-page fault the thread sees anyway (a page that was never
- * present) is handled the same way: the range is reported, unregistered,
- * and the faulting thread woken.
+ * missing-page fault the thread sees anyway is the first touch of a page
+ * that was never populated: it gets a zero page, as without the monitor
+ * (UFFDIO_ZEROPAGE); only where that is impossible (hugetlb) is the page
+ * reported as changed, unregistered and the faulting thread woken.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,29 +40,29 @@ struct mrange {
 	uint64_t va, len;
 };
 
+#define QUEUE_MAX 1024 /* ranges queued between two drains */
+
 struct monitor {
 	int uffd;
 	int stopfd;	/* eventfd: close() asks the thread to end */
 	bool user_only; /* UFFD_USER_MODE_ONLY: kernel faults cannot be handled */
 	pthread_t thread;
 	_Atomic unsigned state;
-	pthread_mutex_t lock; /* guards q, nq, cq, overflow */
-	struct mrange *q;
-	size_t nq, cq;
+	pthread_mutex_t lock; /* guards q, nq, overflow */
+	struct mrange q[QUEUE_MAX];
+	size_t nq;
 	bool overflow; /* a range could not be queued: drain reports everything */
 };
 
+/* The reader thread never allocates or logs: either could munmap or
+ * madvise watched memory (an allocator trimming its arena, a log hook) and
+ * wait for an event only this thread can read. A full queue sets overflow,
+ * and the next drain treats everything as changed. */
 static void queue_push(struct monitor *m, uint64_t va, uint64_t len)
 {
-	if (m->nq == m->cq) {
-		size_t c = m->cq ? 2 * m->cq : 64;
-		struct mrange *q = realloc(m->q, c * sizeof(*q));
-		if (!q) {
-			m->overflow = true;
-			return;
-		}
-		m->q = q;
-		m->cq = c;
+	if (m->nq == QUEUE_MAX) {
+		m->overflow = true;
+		return;
 	}
 	m->q[m->nq++] = (struct mrange){va, len};
 }
@@ -85,7 +86,16 @@ static void handle(struct monitor *m, const struct uffd_msg *msg)
 {
 	switch (msg->event) {
 	case UFFD_EVENT_PAGEFAULT: {
+		/* Pages dropped while watched come with a REMOVE event and are
+		 * unregistered at once, so a missing page here was never
+		 * populated: the first touch of fresh memory. Resolve it the way
+		 * the kernel would (a zero page; a write then copies it) and
+		 * report nothing. Where that cannot be done (hugetlb) the range
+		 * is reported as changed and left to ordinary faults. */
 		uint64_t a = msg->arg.pagefault.address & ~4095ull;
+		struct uffdio_zeropage z = {.range = {a, 4096}};
+		if (!ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) || errno == EEXIST)
+			break;
 		queue_push(m, a, 4096);
 		uffd_unregister(m, a, 4096);
 		struct uffdio_range r = {a, 4096};
@@ -115,17 +125,8 @@ static void *monitor_thread(void *arg)
 	struct monitor *m = arg;
 	struct pollfd pf[2] = {{m->uffd, POLLIN, 0}, {m->stopfd, POLLIN, 0}};
 	for (;;) {
-		if (poll(pf, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			dme_err("monitor: poll failed (%s); caller memory is no longer watched",
-				strerror(errno));
-			pthread_mutex_lock(&m->lock);
-			m->overflow = true;
-			atomic_fetch_or(&m->state, STATE_QUEUED);
-			pthread_mutex_unlock(&m->lock);
-			return NULL;
-		}
+		if (poll(pf, 2, -1) < 0)
+			continue; /* EINTR: never leave watched ranges unread */
 		if (pf[1].revents)
 			return NULL;
 		atomic_fetch_or(&m->state, STATE_READING);
@@ -201,7 +202,6 @@ void monitor_close(struct monitor *m)
 	close(m->stopfd);
 	close(m->uffd); /* the kernel drops every registration of this uffd */
 	pthread_mutex_destroy(&m->lock);
-	free(m->q);
 	free(m);
 }
 
@@ -226,6 +226,8 @@ static bool all_present(uint64_t va, uint64_t len)
 
 int monitor_watch(struct monitor *m, uint64_t va, uint64_t len)
 {
+	/* with only user-mode faults handled, a kernel access (read(2) into
+	 * the buffer) to a missing page would fail: watch only present ranges */
 	if (m->user_only && !all_present(va, len))
 		return -EFAULT;
 	struct uffdio_register r = {.range = {va, len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
@@ -249,11 +251,11 @@ void monitor_drain(struct monitor *m, void (*fn)(void *arg, uint64_t va, uint64_
 	if (!monitor_pending(m))
 		return;
 	pthread_mutex_lock(&m->lock);
-	struct mrange *q = m->q;
+	struct mrange q[QUEUE_MAX]; /* 16 KiB: the engine's thread, not the reader */
 	size_t n = m->nq;
 	bool overflow = m->overflow;
-	m->q = NULL;
-	m->nq = m->cq = 0;
+	memcpy(q, m->q, n * sizeof(q[0]));
+	m->nq = 0;
 	m->overflow = false;
 	atomic_fetch_and(&m->state, ~(unsigned)STATE_QUEUED);
 	pthread_mutex_unlock(&m->lock);
@@ -261,7 +263,6 @@ void monitor_drain(struct monitor *m, void (*fn)(void *arg, uint64_t va, uint64_
 		fn(arg, 0, UINT64_MAX);
 	for (size_t i = 0; i < n; i++)
 		fn(arg, q[i].va, q[i].len);
-	free(q);
 }
 
 const char *monitor_mode(const struct monitor *m)

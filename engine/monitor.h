@@ -17,6 +17,17 @@
 #ifndef DME_ENGINE_MONITOR_H
 #define DME_ENGINE_MONITOR_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define monitor_close dmei_monitor_close
+#define monitor_drain dmei_monitor_drain
+#define monitor_mode dmei_monitor_mode
+#define monitor_open dmei_monitor_open
+#define monitor_pending dmei_monitor_pending
+#define monitor_unwatch dmei_monitor_unwatch
+#define monitor_watch dmei_monitor_watch
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -217,7 +217,7 @@ static int vfio_unmap(void *be, const struct be_unmap *reqs, size_t n, size_t *d
 			*done = i;
 			return ret;
 		}
-		b->live--;
+		b->live -= reqs[i].nr_maps ? reqs[i].nr_maps : 1;
 	}
 	*done = n;
 	return 0;

@@ -60,6 +60,20 @@
 #ifndef DME_ENGINE_XLATE_H
 #define DME_ENGINE_XLATE_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define xlate_clear dmei_xlate_clear
+#define xlate_destroy dmei_xlate_destroy
+#define xlate_fdir_slow dmei_xlate_fdir_slow
+#define xlate_init dmei_xlate_init
+#define xlate_lookup_high dmei_xlate_lookup_high
+#define xlate_meta_bytes dmei_xlate_meta_bytes
+#define xlate_reverse_high dmei_xlate_reverse_high
+#define xlate_set dmei_xlate_set
+#define xlate_tls dmei_xlate_tls
+#define xlate_trim dmei_xlate_trim
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>

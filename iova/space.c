@@ -12,29 +12,60 @@
  * Each CACHE range has a state slot saying whether it is FREE (in some
  * magazine or the depot) or LIVE (handed out). It is what lets a cache hit
  * refuse a double free or a size mismatch without the lock: a free is one CAS
- * LIVE->FREE. An allocation is a plain store FREE->LIVE, because a FREE slot
- * in a thread's magazine belongs to that thread alone (magazines store slot
- * numbers next to IOVAs). A slot's state word carries a generation that
- * changes whenever the slot is given to another range, so a reader that
- * raced with a reuse fails its CAS instead of acting on the wrong range.
- * Slots never move; the free fast path finds them through an open-addressed
- * IOVA -> slot index. Any fast-path miss or failed CAS falls back to the
- * locked path, which is authoritative: a miss costs time, never correctness.
- * Index tables replaced on growth stay allocated until the space is
- * destroyed, so a late reader never touches freed memory.
+ * LIVE->FREE. A slot's state word carries a generation that changes whenever
+ * the slot is given to another range, so a reader that raced with a reuse
+ * fails its CAS instead of acting on the wrong range. Slots never move; the
+ * free fast path finds them through an open-addressed IOVA -> slot index.
+ * Any fast-path miss or failed CAS falls back to the locked path, which is
+ * authoritative: a miss costs time, never correctness. Index tables replaced
+ * on growth stay allocated until the space is destroyed, so a late reader
+ * never touches freed memory.
+ *
+ * Reclaim. A magazine entry records the slot and its exact state word (the
+ * tag: generation, class, FREE) from when the range went in; a range is
+ * taken out of a magazine only if its slot still holds exactly that tag. A
+ * flush (a tree allocation that missed, or dme_iova_flush_caches()) takes
+ * back the FREE ranges of every other thread's magazines, parked threads
+ * included, without writing those magazines: under the lock it reads their
+ * entries' slot numbers (as hints), moves each FREE slot to DEAD by CAS (a
+ * tentative claim), and returns a range to the tree only once it is sure
+ * the owner did not take it meanwhile. The owner then finds its entry stale
+ * (tag mismatch) and drops it.
+ *
+ * The owner's allocation fast path takes FREE -> LIVE with plain stores, not
+ * a CAS, inside a window marked by its tcache's "popping" flag:
+ *     popping = 1; if (state == tag) state = LIVE; popping = 0 (release)
+ * A flusher that made tentative claims calls membarrier(2)
+ * (PRIVATE_EXPEDITED): every other thread of the process passes a full
+ * barrier at some point P during the call. An owner whose load of the state
+ * comes after P sees DEAD and goes slow. One whose load came before P also
+ * stored popping = 1 before P, so the flusher sees the flag and waits for it
+ * to drop (the window is a few instructions; a preempted owner only delays
+ * the flush); then a LIVE store, if any, is visible and the flusher leaves
+ * that slot alone. Slots still DEAD are returned. Should membarrier be
+ * unavailable (seccomp, kernels before 4.14), the claims are undone and
+ * other threads' caches are reclaimed only when they exit (warned once).
+ * The free fast path needs none of this: it is a CAS LIVE -> FREE, and a
+ * flush only ever claims FREE slots.
  *
  * Locking. space->lock guards the tree, the depot, the quarantine, the
- * counters, slot assignment and index writes. A thread's magazines are touched only by that
- * thread (other threads read their fill counts for stats, atomically). The
- * global tc_lock guards the thread <-> space links used at thread exit and
- * space destroy. Order: tc_lock, then space->lock.
+ * counters, slot assignment and index writes, and every magazine pointer of
+ * every thread cache (the owner swaps them only with the lock held). A
+ * thread's magazine contents are written only by that thread; other threads
+ * read their counts and entries (atomics), under the lock, to reclaim and
+ * for stats. The global tc_lock guards the thread <-> space links used at
+ * thread exit and space destroy. Order: tc_lock, then space->lock.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <dme/iova.h>
 
@@ -75,11 +106,19 @@ struct cidx {
 	struct cidx *retired;
 };
 
+/* A free range in a magazine. slot and tag are atomics: reclaimers and
+ * stats read other threads' entries. tag is the slot's state word when the
+ * range went in; taking the range out is a CAS from exactly tag. */
+struct mag_ent {
+	uint64_t iova;
+	_Atomic uint64_t tag;
+	_Atomic uint32_t slot;
+};
+
 struct mag {
-	_Atomic unsigned n;
+	_Atomic unsigned n; /* entries [0, n) are the magazine; some may be stale */
 	struct mag *next;
-	uint64_t *iova;
-	uint32_t *slot;
+	struct mag_ent *ent;
 };
 
 struct tclass {
@@ -91,7 +130,7 @@ struct tcache {
 	struct dme_iova_space *space;	   /* NULL once the space is gone */
 	struct tcache *next_in_space;
 	struct tcache *next_in_thread;
-	uint64_t flush_seen;
+	_Atomic unsigned popping; /* in the allocation fast path's window */
 	_Atomic uint64_t hits, misses;
 	struct tclass cls[NCLASS_MAX];
 };
@@ -110,7 +149,6 @@ struct dme_iova_space {
 	unsigned mag_size;
 	bool cache;
 	_Atomic(struct cidx *) idx;
-	_Atomic uint64_t flush_gen;
 	struct cslot *slot_chunk[SLOT_CHUNKS];
 
 	pthread_mutex_t lock __attribute__((aligned(DME_CACHELINE)));
@@ -136,6 +174,14 @@ struct dme_iova_space {
 	/* reservations as the caller gave them */
 	struct dme_iova_range *rsv;
 	size_t nr_rsv, cap_rsv;
+	/* a flush's tentative claims on other threads' slots */
+	struct claim *claims;
+	size_t cap_claims;
+};
+
+struct claim {
+	uint32_t slot;
+	uint64_t dead; /* the state word the claim left: tag with st = DEAD */
 };
 
 static _Atomic uint64_t next_space_id = 1;
@@ -146,11 +192,14 @@ static _Atomic uint64_t next_space_id = 1;
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t tc_key;
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
-static __thread struct tcache *tl_list;
+/* initial-exec: libdme.so is linked, not dlopen()ed late, so a thread's
+ * cache is found with one %fs-relative load instead of a __tls_get_addr call */
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static __thread struct tcache *tl_list TLS_IE;
 static __thread struct {
 	uint64_t id;
 	struct tcache *tc;
-} tl_hot;
+} tl_hot TLS_IE;
 
 static void thread_exit(void *arg);
 
@@ -175,8 +224,10 @@ static inline struct cslot *slot_at(const struct dme_iova_space *s, uint32_t i)
 	return &s->slot_chunk[i >> SLOT_SHIFT][i & ((1u << SLOT_SHIFT) - 1)];
 }
 
-/* A slot for a new cache-owned range, in state FREE (lock held). */
-static int slot_get_locked(struct dme_iova_space *s, uint64_t iova, unsigned cls, uint32_t *out)
+/* A slot for a new cache-owned range, in state FREE (lock held); @tag is
+ * that state word. */
+static int slot_get_locked(struct dme_iova_space *s, uint64_t iova, unsigned cls, uint32_t *out,
+			   uint64_t *tag)
 {
 	uint32_t i;
 	if (s->nr_free) {
@@ -194,38 +245,42 @@ static int slot_get_locked(struct dme_iova_space *s, uint64_t iova, unsigned cls
 	}
 	struct cslot *c = slot_at(s, i);
 	uint64_t old = atomic_load_explicit(&c->state, memory_order_relaxed);
+	*tag = st_make((old >> 16) + 1, cls, ST_FREE);
 	atomic_store_explicit(&c->key, iova | 1, memory_order_relaxed);
-	atomic_store_explicit(&c->state, st_make((old >> 16) + 1, cls, ST_FREE), memory_order_release);
+	atomic_store_explicit(&c->state, *tag, memory_order_release);
 	*out = i;
 	return 0;
 }
 
-static int slot_put_locked(struct dme_iova_space *s, uint32_t i)
+/* Retire slot @i (lock held). Without memory for the free list the slot
+ * number is simply never reused: there are 2^24 of them. */
+static void slot_put_locked(struct dme_iova_space *s, uint32_t i)
 {
+	struct cslot *c = slot_at(s, i);
+	uint64_t old = atomic_load_explicit(&c->state, memory_order_relaxed);
+	/* new generation first: a racing CAS on the old state fails */
+	atomic_store_explicit(&c->state, st_make((old >> 16) + 1, 0, ST_DEAD),
+			      memory_order_release);
+	atomic_store_explicit(&c->key, KEY_EMPTY, memory_order_release);
 	if (s->nr_free == s->cap_free) {
 		size_t cap = s->cap_free ? s->cap_free * 2 : 256;
 		uint32_t *f = realloc(s->slot_free, cap * sizeof(*f));
 		if (!f)
-			return -ENOMEM;
+			return;
 		s->slot_free = f;
 		s->cap_free = cap;
 	}
-	struct cslot *c = slot_at(s, i);
-	uint64_t old = atomic_load_explicit(&c->state, memory_order_relaxed);
-	/* new generation first: a racing CAS on the old state fails */
-	atomic_store_explicit(&c->state, st_make((old >> 16) + 1, 0, ST_DEAD), memory_order_release);
-	atomic_store_explicit(&c->key, KEY_EMPTY, memory_order_release);
 	s->slot_free[s->nr_free++] = i;
-	return 0;
 }
 
 /*
- * Move slot @i holding @iova from @from to @to. The state is read before the
- * key: a reuse of the slot in between changes the generation, so the CAS
- * fails and the caller falls back to the locked path.
+ * Move slot @i holding @iova from @from to @to; @now is the new state word.
+ * The state is read before the key: a reuse of the slot in between changes
+ * the generation, so the CAS fails and the caller falls back to the locked
+ * path.
  */
 static inline bool slot_move(const struct dme_iova_space *s, uint32_t i, uint64_t iova,
-			     unsigned cls, unsigned from, unsigned to)
+			     unsigned cls, unsigned from, unsigned to, uint64_t *now)
 {
 	struct cslot *c = slot_at(s, i);
 	uint64_t st = atomic_load_explicit(&c->state, memory_order_acquire);
@@ -233,8 +288,18 @@ static inline bool slot_move(const struct dme_iova_space *s, uint32_t i, uint64_
 		return false;
 	if ((st & 0xffff) != ((uint64_t)cls << 8 | from))
 		return false;
-	return atomic_compare_exchange_strong_explicit(&c->state, &st, (st & ~0xffull) | to,
-						       memory_order_acq_rel, memory_order_relaxed);
+	*now = (st & ~0xffull) | to;
+	return atomic_compare_exchange_strong_explicit(&c->state, &st, *now, memory_order_acq_rel,
+						       memory_order_relaxed);
+}
+
+/* Take the range of a magazine entry: slot @i goes from exactly @tag (FREE)
+ * to @to. False when the entry is stale: a flush reclaimed the range. */
+static inline bool slot_claim(const struct dme_iova_space *s, uint32_t i, uint64_t tag, unsigned to)
+{
+	return atomic_compare_exchange_strong_explicit(&slot_at(s, i)->state, &tag,
+						       (tag & ~0xffull) | to, memory_order_acq_rel,
+						       memory_order_relaxed);
 }
 
 static inline uint64_t idx_hash(const struct cidx *t, uint64_t iova)
@@ -404,11 +469,10 @@ static void remove_locked(struct dme_iova_space *s, struct node *n)
 
 static struct mag *mag_new(struct dme_iova_space *s)
 {
-	struct mag *m = calloc(1, sizeof(*m) + s->mag_size * (sizeof(uint64_t) + sizeof(uint32_t)));
+	struct mag *m = calloc(1, sizeof(*m) + s->mag_size * sizeof(struct mag_ent));
 	if (!m)
 		return NULL;
-	m->iova = (uint64_t *)(m + 1);
-	m->slot = (uint32_t *)(m->iova + s->mag_size);
+	m->ent = (struct mag_ent *)(m + 1);
 	return m;
 }
 
@@ -429,23 +493,153 @@ static void depot_put_empty(struct dme_iova_space *s, unsigned cls, struct mag *
 	s->depot[cls].empty = m;
 }
 
-/* Give a FREE cached range back to the tree. */
-static void cache_return_locked(struct dme_iova_space *s, uint64_t iova)
+/* Append a FREE range to @m, whose count is @n (the owner, or lock held). */
+static inline void mag_put(struct mag *m, unsigned n, uint64_t iova, uint32_t slot, uint64_t tag)
 {
-	struct node *n = tree_find_exact(&s->tree, iova);
-	if (!n || n->kind != N_CACHE)
-		return;
-	idx_delete_locked(s, iova);
-	slot_put_locked(s, n->slot);
-	remove_locked(s, n);
+	struct mag_ent *e = &m->ent[n];
+	e->iova = iova;
+	atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+	atomic_store_explicit(&e->tag, tag, memory_order_relaxed);
+	atomic_store_explicit(&m->n, n + 1, memory_order_relaxed);
 }
 
+/* Give the range of slot @i back to the tree; the caller just took the slot
+ * FREE -> DEAD, so the range is its own. */
+static void cache_return_locked(struct dme_iova_space *s, uint32_t i)
+{
+	uint64_t iova = atomic_load_explicit(&slot_at(s, i)->key, memory_order_relaxed) & ~1ull;
+	struct node *n = tree_find_exact(&s->tree, iova);
+	idx_delete_locked(s, iova);
+	slot_put_locked(s, i);
+	if (n && n->kind == N_CACHE && n->slot == i)
+		remove_locked(s, n);
+}
+
+/* Return the ranges of the entries of @m to the tree, dropping stale ones.
+ * @m is the caller's own, or the depot's. */
 static void mag_drain_locked(struct dme_iova_space *s, struct mag *m)
 {
 	unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
-	for (unsigned i = 0; i < n; i++)
-		cache_return_locked(s, m->iova[i]);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t slot = atomic_load_explicit(&m->ent[i].slot, memory_order_relaxed);
+		if (slot_claim(s, slot, atomic_load_explicit(&m->ent[i].tag, memory_order_relaxed),
+			       ST_DEAD))
+			cache_return_locked(s, slot);
+	}
 	atomic_store_explicit(&m->n, 0, memory_order_relaxed);
+}
+
+/* Entries of @m whose range is still FREE in it (lock held). */
+static unsigned mag_count_locked(const struct dme_iova_space *s, const struct mag *m)
+{
+	unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed), v = 0;
+	if (n > s->mag_size)
+		n = s->mag_size;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t slot = atomic_load_explicit(&m->ent[i].slot, memory_order_relaxed);
+		v += slot < s->nslots &&
+		     atomic_load_explicit(&slot_at(s, slot)->state, memory_order_relaxed) ==
+			 atomic_load_explicit(&m->ent[i].tag, memory_order_relaxed);
+	}
+	return v;
+}
+
+/*
+ * A full barrier on every other running thread of the process (see
+ * "Reclaim" at the top). Registration is per process image (a fork()ed child
+ * starts unregistered), so an -EPERM registers and retries.
+ */
+static int fence_other_threads(void)
+{
+	if (!syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		return 0;
+	if (errno == EPERM &&
+	    !syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) &&
+	    !syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		return 0;
+	return -errno;
+}
+
+/* Finish or undo the tentative claims in s->claims[0, n) (lock held). */
+static void claims_settle_locked(struct dme_iova_space *s, struct tcache *self, size_t n)
+{
+	static atomic_bool warned;
+	int ret = fence_other_threads();
+	if (ret) {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t dead = s->claims[i].dead;
+			atomic_compare_exchange_strong_explicit(
+			    &slot_at(s, s->claims[i].slot)->state, &dead,
+			    (dead & ~0xffull) | ST_FREE, memory_order_acq_rel,
+			    memory_order_relaxed);
+		}
+		if (!atomic_exchange(&warned, true))
+			dme_warn(
+			    "iova: membarrier(PRIVATE_EXPEDITED) failed (%s): free IOVAs in other "
+			    "threads' caches return to the tree only when those threads exit",
+			    strerror(-ret));
+		return;
+	}
+	/* an owner whose window began before its barrier has it open still, or
+	 * closed it after storing LIVE; later windows see DEAD */
+	for (struct tcache *tc = s->tcaches; tc; tc = tc->next_in_space)
+		while (tc != self && atomic_load_explicit(&tc->popping, memory_order_acquire))
+			sched_yield();
+	for (size_t i = 0; i < n; i++)
+		if (atomic_load_explicit(&slot_at(s, s->claims[i].slot)->state,
+					 memory_order_acquire) == s->claims[i].dead)
+			cache_return_locked(s, s->claims[i].slot);
+}
+
+/*
+ * Take back every FREE range held in the magazines of threads other than
+ * @self, whatever those threads are doing (lock held). Entries are read
+ * racily, as hints: a slot number read while its owner rewrote the entry
+ * names some slot, and any slot that is FREE belongs to some magazine whose
+ * users all check the tag, so claiming it is always allowed. Claims are
+ * settled in batches of the claim buffer's size.
+ */
+static void reclaim_others_locked(struct dme_iova_space *s, struct tcache *self)
+{
+	size_t n = 0;
+	if (!s->claims) {
+		size_t cap = 2 * (size_t)s->mag_size * s->nr_classes;
+		s->claims = malloc(cap * sizeof(*s->claims));
+		if (!s->claims)
+			return; /* tried again at the next flush */
+		s->cap_claims = cap;
+	}
+	for (struct tcache *tc = s->tcaches; tc; tc = tc->next_in_space) {
+		if (tc == self)
+			continue;
+		for (unsigned c = 0; c < s->nr_classes; c++) {
+			struct mag *ms[2] = {tc->cls[c].loaded, tc->cls[c].prev};
+			for (int j = 0; j < 2; j++) {
+				unsigned nm = atomic_load_explicit(&ms[j]->n, memory_order_relaxed);
+				if (nm > s->mag_size)
+					nm = s->mag_size;
+				for (unsigned i = 0; i < nm; i++) {
+					uint32_t slot = atomic_load_explicit(&ms[j]->ent[i].slot,
+									     memory_order_relaxed);
+					if (slot >= s->nslots)
+						continue;
+					uint64_t st = atomic_load_explicit(&slot_at(s, slot)->state,
+									   memory_order_relaxed);
+					if ((st & 0xff) != ST_FREE ||
+					    !slot_claim(s, slot, st, ST_DEAD))
+						continue;
+					s->claims[n++] =
+					    (struct claim){slot, (st & ~0xffull) | ST_DEAD};
+					if (n == s->cap_claims) {
+						claims_settle_locked(s, self, n);
+						n = 0;
+					}
+				}
+			}
+		}
+	}
+	if (n)
+		claims_settle_locked(s, self, n);
 }
 
 static void tcache_drain_locked(struct dme_iova_space *s, struct tcache *tc)
@@ -456,8 +650,8 @@ static void tcache_drain_locked(struct dme_iova_space *s, struct tcache *tc)
 	}
 }
 
-/* Pressure: empty the depot and @self's magazines now; others at their
- * next cache operation (flush_gen). */
+/* Pressure: return every cached free range to the tree now - the depot's,
+ * @self's, and every other thread's (reclaimed under their feet). */
 static void flush_locked(struct dme_iova_space *s, struct tcache *self)
 {
 	for (unsigned c = 0; c < s->nr_classes; c++) {
@@ -470,10 +664,8 @@ static void flush_locked(struct dme_iova_space *s, struct tcache *self)
 	}
 	if (self)
 		tcache_drain_locked(s, self);
+	reclaim_others_locked(s, self);
 	s->flushes++;
-	uint64_t g = atomic_fetch_add_explicit(&s->flush_gen, 1, memory_order_relaxed) + 1;
-	if (self)
-		self->flush_seen = g;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -484,11 +676,11 @@ static int tree_alloc_locked(struct dme_iova_space *s, struct tcache *self, uint
 {
 	struct node *succ;
 	uint64_t addr;
-	int ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+	int ret = tree_find_fit(&s->tree, size, align, phase, s->granule, &succ, &addr);
 	if (ret == -ENOSPC && s->cache) {
 		/* cached IOVAs must never starve an allocation */
 		flush_locked(s, self);
-		ret = tree_find_fit(&s->tree, size, align, phase, &succ, &addr);
+		ret = tree_find_fit(&s->tree, size, align, phase, s->granule, &succ, &addr);
 	}
 	if (ret)
 		return ret;
@@ -510,7 +702,7 @@ static int check_size_align(struct dme_iova_space *s, uint64_t size, uint64_t al
 	return 0;
 }
 
-static int alloc_tree(struct dme_iova_space *s, uint64_t size, uint64_t align, uint64_t phase,
+__attribute__((noinline)) static int alloc_tree(struct dme_iova_space *s, uint64_t size, uint64_t align, uint64_t phase,
 		      uint64_t *iova)
 {
 	struct node *n;
@@ -538,7 +730,7 @@ static inline int cache_class(const struct dme_iova_space *s, uint64_t size, uin
 	return (int)(sh - s->base_shift);
 }
 
-static struct tcache *tcache_get_slow(struct dme_iova_space *s)
+__attribute__((noinline)) static struct tcache *tcache_get_slow(struct dme_iova_space *s)
 {
 	struct tcache *tc;
 	for (tc = tl_list; tc; tc = tc->next_in_thread)
@@ -558,7 +750,6 @@ static struct tcache *tcache_get_slow(struct dme_iova_space *s)
 	tc->space = s;
 	pthread_mutex_lock(&tc_lock);
 	pthread_mutex_lock(&s->lock);
-	tc->flush_seen = atomic_load_explicit(&s->flush_gen, memory_order_relaxed);
 	tc->next_in_space = s->tcaches;
 	s->tcaches = tc;
 	pthread_mutex_unlock(&s->lock);
@@ -592,16 +783,6 @@ static inline void count(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
-/* Another thread asked for caches to be flushed: drain ours (lock held). */
-static void tcache_sync_flush_locked(struct dme_iova_space *s, struct tcache *tc)
-{
-	uint64_t g = atomic_load_explicit(&s->flush_gen, memory_order_relaxed);
-	if (g == tc->flush_seen)
-		return;
-	tcache_drain_locked(s, tc);
-	tc->flush_seen = g;
-}
-
 /* Carve up to @want ranges of class @cls into the empty magazine @m. */
 static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned cls, struct mag *m,
 			 unsigned want)
@@ -611,6 +792,7 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 	while (got < want) {
 		struct node *n;
 		uint32_t slot;
+		uint64_t tag;
 		int ret = tree_alloc_locked(s, got ? NULL : tc, size, size, 0, N_CACHE, &n);
 		if (ret) {
 			if (got)
@@ -620,7 +802,7 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 		n->cls = (uint8_t)cls;
 		s->cache_nodes[cls]++;	/* account() ran before cls was set */
 		s->cache_nodes[0]--;
-		ret = slot_get_locked(s, n->start, cls, &slot);
+		ret = slot_get_locked(s, n->start, cls, &slot, &tag);
 		if (!ret) {
 			ret = idx_insert_locked(s, n->start, slot);
 			if (ret)
@@ -633,15 +815,13 @@ static int refill_locked(struct dme_iova_space *s, struct tcache *tc, unsigned c
 			return ret;
 		}
 		n->slot = slot;
-		m->iova[got] = n->start;
-		m->slot[got] = slot;
+		mag_put(m, got, n->start, slot, tag);
 		got++;
 	}
-	atomic_store_explicit(&m->n, got, memory_order_relaxed);
 	return 0;
 }
 
-static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t align,
+__attribute__((noinline)) static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t align,
 			     uint64_t *iova)
 {
 	struct tcache *tc = tcache_get(s);
@@ -652,19 +832,17 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t al
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	tcache_sync_flush_locked(s, tc);
 	for (;;) {
 		struct mag *m = k->loaded;
 		unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
 		if (n) {
-			uint64_t v = m->iova[n - 1];
+			struct mag_ent *e = &m->ent[n - 1];
 			atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
-			if (!slot_move(s, m->slot[n - 1], v, cls, ST_FREE, ST_LIVE)) {
-				/* cannot happen unless memory is corrupted: drop it */
-				dme_err("iova: cached range 0x%" PRIx64 " lost its state; dropped", v);
-				continue;
-			}
-			*iova = v;
+			if (!slot_claim(s, atomic_load_explicit(&e->slot, memory_order_relaxed),
+					atomic_load_explicit(&e->tag, memory_order_relaxed),
+					ST_LIVE))
+				continue; /* stale: a flush took the range back */
+			*iova = e->iova;
 			break;
 		}
 		if (atomic_load_explicit(&k->prev->n, memory_order_relaxed)) {
@@ -692,23 +870,23 @@ static int alloc_cached_slow(struct dme_iova_space *s, unsigned cls, uint64_t al
 static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iova, uint64_t size,
 		       bool deferred);
 
-static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
+__attribute__((noinline)) static int free_cached_slow(struct dme_iova_space *s, uint64_t iova, uint64_t size)
 {
 	struct tcache *tc = tcache_get(s);
 	pthread_mutex_lock(&s->lock);
-	if (tc)
-		tcache_sync_flush_locked(s, tc);
 	int ret = free_locked(s, tc, iova, size, false);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
-/* Put a range that just became FREE into @tc's magazines (lock held). */
+/* Put a range that just became FREE (state word @tag) into @tc's magazines
+ * (lock held). */
 static void cache_put_locked(struct dme_iova_space *s, struct tcache *tc, unsigned cls,
-			     uint64_t iova, uint32_t slot)
+			     uint64_t iova, uint32_t slot, uint64_t tag)
 {
 	if (!tc) {
-		cache_return_locked(s, iova);
+		if (slot_claim(s, slot, tag, ST_DEAD))
+			cache_return_locked(s, slot);
 		return;
 	}
 	struct tclass *k = &tc->cls[cls];
@@ -731,9 +909,7 @@ static void cache_put_locked(struct dme_iova_space *s, struct tcache *tc, unsign
 		k->prev = t;
 		n = 0;
 	}
-	k->loaded->iova[n] = iova;
-	k->loaded->slot[n] = slot;
-	atomic_store_explicit(&k->loaded->n, n + 1, memory_order_relaxed);
+	mag_put(k->loaded, n, iova, slot, tag);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -747,21 +923,30 @@ DME_EXPORT int dme_iova_alloc(struct dme_iova_space *s, uint64_t size, uint64_t 
 	int cls = s->cache ? cache_class(s, size, align) : -1;
 	if (likely(cls >= 0)) {
 		struct tcache *tc = tl_hot.id == s->id ? tl_hot.tc : NULL;
-		if (likely(tc && tc->flush_seen ==
-					 atomic_load_explicit(&s->flush_gen, memory_order_relaxed))) {
+		if (likely(tc)) {
 			struct mag *m = tc->cls[cls].loaded;
 			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
 			if (likely(n)) {
-				/* the slot is ours while it sits in our magazine: a
-				 * plain store takes it FREE -> LIVE */
-				struct cslot *c = slot_at(s, m->slot[n - 1]);
-				uint64_t st = atomic_load_explicit(&c->state, memory_order_relaxed);
-				atomic_store_explicit(&c->state, (st & ~0xffull) | ST_LIVE,
-						      memory_order_release);
-				atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
-				count(&tc->hits);
-				*iova = m->iova[n - 1];
-				return 0;
+				struct mag_ent *e = &m->ent[n - 1];
+				struct cslot *c = slot_at(
+				    s, atomic_load_explicit(&e->slot, memory_order_relaxed));
+				uint64_t tag = atomic_load_explicit(&e->tag, memory_order_relaxed);
+				/* FREE -> LIVE unless a flush claimed the range: plain
+				 * stores in a window the flush waits out ("Reclaim") */
+				atomic_store_explicit(&tc->popping, 1, memory_order_relaxed);
+				atomic_signal_fence(memory_order_seq_cst);
+				bool mine =
+				    atomic_load_explicit(&c->state, memory_order_relaxed) == tag;
+				if (likely(mine))
+					atomic_store_explicit(&c->state, (tag & ~0xffull) | ST_LIVE,
+							      memory_order_release);
+				atomic_store_explicit(&tc->popping, 0, memory_order_release);
+				if (likely(mine)) {
+					atomic_store_explicit(&m->n, n - 1, memory_order_relaxed);
+					count(&tc->hits);
+					*iova = e->iova;
+					return 0;
+				}
 			}
 		}
 		return alloc_cached_slow(s, (unsigned)cls, align, iova);
@@ -777,17 +962,16 @@ DME_EXPORT int dme_iova_free(struct dme_iova_space *s, uint64_t iova, uint64_t s
 	int cls = s->cache ? cache_class(s, size, 1) : -1;
 	if (likely(cls >= 0 && !(iova & (size - 1)))) {
 		struct tcache *tc = tl_hot.id == s->id ? tl_hot.tc : NULL;
-		if (likely(tc && tc->flush_seen ==
-					 atomic_load_explicit(&s->flush_gen, memory_order_relaxed))) {
+		if (likely(tc)) {
 			struct mag *m = tc->cls[cls].loaded;
 			unsigned n = atomic_load_explicit(&m->n, memory_order_relaxed);
 			struct cidx *t = atomic_load_explicit(&s->idx, memory_order_acquire);
 			int64_t i;
+			uint64_t tag;
 			if (likely(n < s->mag_size && (i = idx_find_fast(t, iova)) >= 0 &&
-				   slot_move(s, (uint32_t)i, iova, (unsigned)cls, ST_LIVE, ST_FREE))) {
-				m->iova[n] = iova;
-				m->slot[n] = (uint32_t)i;
-				atomic_store_explicit(&m->n, n + 1, memory_order_relaxed);
+				   slot_move(s, (uint32_t)i, iova, (unsigned)cls, ST_LIVE, ST_FREE,
+					     &tag))) {
+				mag_put(m, n, iova, (uint32_t)i, tag);
 				return 0;
 			}
 		}
@@ -853,14 +1037,15 @@ static int free_locked(struct dme_iova_space *s, struct tcache *tc, uint64_t iov
 	case N_CACHE: {
 		if (class_size(s, n->cls) != size)
 			return bad_free(s, iova, size, "size does not match the allocation");
-		if (!slot_move(s, n->slot, iova, n->cls, ST_LIVE, ST_FREE))
+		uint64_t tag;
+		if (!slot_move(s, n->slot, iova, n->cls, ST_LIVE, ST_FREE, &tag))
 			return bad_free(s, iova, size, "double free: the range is already free");
 		if (deferred) {
 			idx_delete_locked(s, iova);
 			slot_put_locked(s, n->slot);
 			quarantine_locked(s, n);
 		} else {
-			cache_put_locked(s, tc, n->cls, iova, n->slot);
+			cache_put_locked(s, tc, n->cls, iova, n->slot, tag);
 		}
 		return 0;
 	}
@@ -972,9 +1157,10 @@ DME_EXPORT uint64_t dme_iova_seal(struct dme_iova_space *s)
 static bool release_to_cache_locked(struct dme_iova_space *s, struct tcache *tc, struct node *n)
 {
 	uint32_t slot;
+	uint64_t tag;
 	if (!tc || !n->from_cache || !s->cache)
 		return false;
-	if (slot_get_locked(s, n->start, n->cls, &slot))
+	if (slot_get_locked(s, n->start, n->cls, &slot, &tag))
 		return false;
 	if (idx_insert_locked(s, n->start, slot)) {
 		slot_put_locked(s, slot);
@@ -985,7 +1171,7 @@ static bool release_to_cache_locked(struct dme_iova_space *s, struct tcache *tc,
 	n->from_cache = 0;
 	n->slot = slot;
 	account(s, n, 1);
-	cache_put_locked(s, tc, n->cls, n->start, slot);
+	cache_put_locked(s, tc, n->cls, n->start, slot, tag);
 	return true;
 }
 
@@ -994,8 +1180,6 @@ DME_EXPORT int64_t dme_iova_release(struct dme_iova_space *s, uint64_t epoch)
 	int64_t released = 0;
 	struct tcache *tc = s->cache ? tcache_get(s) : NULL;
 	pthread_mutex_lock(&s->lock);
-	if (tc)
-		tcache_sync_flush_locked(s, tc);
 	if (epoch >= s->epoch) {
 		pthread_mutex_unlock(&s->lock);
 		dme_err("dme_iova_release: epoch %" PRIu64 " has not been sealed", epoch);
@@ -1125,10 +1309,11 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 			NCLASS_MAX);
 		return -EINVAL;
 	}
+	int ret = -ENOMEM;
 	struct dme_iova_space *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->ranges = malloc(geo->nr_ranges * sizeof(*s->ranges));
+	s->ranges = calloc(geo->nr_ranges, sizeof(*s->ranges));
 	if (!s->ranges)
 		goto err_free;
 	memcpy(s->ranges, geo->ranges, geo->nr_ranges * sizeof(*s->ranges));
@@ -1141,6 +1326,7 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 		    (i && r->start <= s->ranges[i - 1].last)) {
 			dme_err("dme_iova_space_create: range [0x%" PRIx64 ", 0x%" PRIx64 "] is empty, misaligned to 0x%" PRIx64 " or overlaps another",
 				r->start, r->last, gran);
+			ret = -EINVAL;
 			goto err_free;
 		}
 		s->allowed_bytes += (unsigned __int128)(r->last - r->start) + 1;
@@ -1181,12 +1367,12 @@ DME_EXPORT int dme_iova_space_create(const struct dme_iova_geometry *geo,
 	*out = s;
 	return 0;
 err_destroy:
-	dme_iova_space_destroy(s);
+	dme_iova_space_destroy(s); /* everything past this point is an allocation */
 	return -ENOMEM;
 err_free:
 	free(s->ranges);
 	free(s);
-	return s ? -EINVAL : -ENOMEM;
+	return ret;
 }
 
 static void tcache_free(struct tcache *tc, unsigned nr_classes)
@@ -1282,6 +1468,7 @@ DME_EXPORT void dme_iova_space_destroy(struct dme_iova_space *s)
 	}
 	tree_destroy(&s->tree, node_free);
 	pthread_mutex_destroy(&s->lock);
+	free(s->claims);
 	free(s->rsv);
 	free(s->ranges);
 	free(s);
@@ -1309,11 +1496,11 @@ DME_EXPORT void dme_iova_stats(struct dme_iova_space *s, struct dme_iova_stats *
 		uint64_t in_mags = 0;
 		const struct depot *d = &s->depot[c];
 		for (unsigned i = 0; i < d->nfull; i++)
-			in_mags += atomic_load_explicit(&d->full[i]->n, memory_order_relaxed);
+			in_mags += mag_count_locked(s, d->full[i]);
 		st->depot_magazines += d->nfull;
 		for (struct tcache *tc = s->tcaches; tc; tc = tc->next_in_space) {
-			in_mags += atomic_load_explicit(&tc->cls[c].loaded->n, memory_order_relaxed);
-			in_mags += atomic_load_explicit(&tc->cls[c].prev->n, memory_order_relaxed);
+			in_mags += mag_count_locked(s, tc->cls[c].loaded);
+			in_mags += mag_count_locked(s, tc->cls[c].prev);
 		}
 		cache_nodes += s->cache_nodes[c];
 		cache_bytes += s->cache_nodes[c] * class_size(s, c);

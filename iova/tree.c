@@ -11,6 +11,7 @@
  * explicitly. Every node on the walked path is re-augmented on the way up.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "compiler.h"
@@ -200,6 +201,8 @@ static bool fit(uint64_t lo, uint64_t hi, uint64_t size, uint64_t align, uint64_
 	return true;
 }
 
+/* Exact first fit: visits every gap of at least @size in address order,
+ * until one has a slot with the alignment and phase. */
 static struct node *find_rec(struct node *n, uint64_t size, uint64_t align, uint64_t phase,
 			     uint64_t *addr)
 {
@@ -214,18 +217,52 @@ static struct node *find_rec(struct node *n, uint64_t size, uint64_t align, uint
 	return NULL;
 }
 
-int tree_find_fit(struct tree *t, uint64_t size, uint64_t align, uint64_t phase,
+/* The lowest node whose gap is at least @need: one descent by max_gap. */
+static struct node *find_lowest(struct node *n, uint64_t need)
+{
+	while (n && n->max_gap >= need) {
+		if (mg(n->l) >= need)
+			n = n->l;
+		else if (n->gap >= need)
+			return n;
+		else
+			n = n->r;
+	}
+	return NULL;
+}
+
+int tree_find_fit(struct tree *t, uint64_t size, uint64_t align, uint64_t phase, uint64_t granule,
 		  struct node **succ, uint64_t *addr)
 {
+	struct node *m = tree_max(t);
+	uint64_t tail_lo = m ? m->last + 1 : 0;
+	bool tail = !m || m->last != UINT64_MAX;
+	uint64_t need;
+	/* a gap of size + align - granule holds an aligned slot whatever its
+	 * start: take the lowest such gap in O(log n) */
+	if (!__builtin_add_overflow(size, align - granule, &need)) {
+		struct node *s = find_lowest(t->root, need);
+		if (s) {
+			fit(s->start - s->gap, s->start - 1, size, align, phase, addr);
+			*succ = s;
+			return 0;
+		}
+		if (tail && UINT64_MAX - tail_lo >= need - 1) {
+			fit(tail_lo, UINT64_MAX, size, align, phase, addr);
+			*succ = NULL;
+			return 0;
+		}
+		if (align <= granule)
+			return -ENOSPC; /* need == size: nothing smaller can fit */
+	}
+	/* only gaps in [size, need) are left: the exact search, which visits
+	 * just those */
 	struct node *s = find_rec(t->root, size, align, phase, addr);
 	if (s) {
 		*succ = s;
 		return 0;
 	}
-	struct node *m = tree_max(t);
-	if (m && m->last == UINT64_MAX)
-		return -ENOSPC;
-	if (fit(m ? m->last + 1 : 0, UINT64_MAX, size, align, phase, addr)) {
+	if (tail && fit(tail_lo, UINT64_MAX, size, align, phase, addr)) {
 		*succ = NULL;
 		return 0;
 	}

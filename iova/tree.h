@@ -6,7 +6,7 @@
  * (LIVE), owned by the per-thread caches (CACHE), quarantined (QUAR),
  * reserved by a caller (RSV), or outside the geometry (HOLE). Free space is
  * implicit: the gap in front of each node. Each node is augmented with the
- * largest gap in its subtree, so first fit for any size is found by
+ * largest gap in its subtree, so the lowest gap of any size is found by
  * descending only into subtrees whose max_gap is large enough.
  *
  * Invariants (checked by tree_check()):
@@ -20,6 +20,18 @@
  */
 #ifndef DME_IOVA_TREE_H
 #define DME_IOVA_TREE_H
+
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own tree_*); the code uses the short names. */
+#define tree_check dmei_tree_check
+#define tree_destroy dmei_tree_destroy
+#define tree_find_exact dmei_tree_find_exact
+#define tree_find_fit dmei_tree_find_fit
+#define tree_floor dmei_tree_floor
+#define tree_insert dmei_tree_insert
+#define tree_max dmei_tree_max
+#define tree_next dmei_tree_next
+#define tree_remove dmei_tree_remove
 
 #include <stdint.h>
 
@@ -43,9 +55,17 @@ struct tree {
 	uint64_t nr;
 };
 
-/* First fit of [size] with addr % align == phase; returns the node that
- * will follow the new range (NULL: it goes in the tail) and the address. */
-int tree_find_fit(struct tree *t, uint64_t size, uint64_t align, uint64_t phase,
+/*
+ * A place for [size] with addr % align == phase (align a power of two at
+ * least @granule; size, phase and every node boundary multiples of
+ * @granule). Policy: the lowest gap of at least size + align - granule,
+ * which fits whatever its alignment, found in O(log n); only when no gap
+ * is that large, exact first fit over the gaps in [size, size + align -
+ * granule), O((k + 1) log n) for k such gaps before the fit. With align ==
+ * granule both are plain first fit. Returns the node that will follow the
+ * new range (NULL: it goes in the tail) and the address.
+ */
+int tree_find_fit(struct tree *t, uint64_t size, uint64_t align, uint64_t phase, uint64_t granule,
 		  struct node **succ, uint64_t *addr);
 /* Insert @x (start/last/kind set); fixes the successor's gap. */
 void tree_insert(struct tree *t, struct node *x);

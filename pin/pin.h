@@ -10,6 +10,31 @@
 #ifndef DME_PIN_H
 #define DME_PIN_H
 
+/* Internal symbols carry the dmei_ prefix in the library (libdme.a links
+ * beside other libraries' own avl_*, tree_*...); the code uses the short
+ * names. */
+#define pin_base_page dmei_pin_base_page
+#define pin_fmt_size dmei_pin_fmt_size
+#define pin_has_cap dmei_pin_has_cap
+#define pin_huge_scan dmei_pin_huge_scan
+#define pin_hugetlbfs_dir dmei_pin_hugetlbfs_dir
+#define pin_note_fallback dmei_pin_note_fallback
+#define pin_place_apply dmei_pin_place_apply
+#define pin_place_resolve dmei_pin_place_resolve
+#define pin_place_single_node dmei_pin_place_single_node
+#define pin_place_verify dmei_pin_place_verify
+#define pin_populate dmei_pin_populate
+#define pin_read_int dmei_pin_read_int
+#define pin_read_text dmei_pin_read_text
+#define pin_read_u64 dmei_pin_read_u64
+#define pin_stat_alloc dmei_pin_stat_alloc
+#define pin_stat_failure dmei_pin_stat_failure
+#define pin_stat_free dmei_pin_stat_free
+#define pin_thp_mode dmei_pin_thp_mode
+#define pin_vma_force_text dmei_pin_vma_force_text
+#define pin_vma_mode dmei_pin_vma_mode
+#define pin_vmflag dmei_pin_vmflag
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

@@ -23,9 +23,9 @@
  * inherited over fork() still describes the parent's address space, so a
  * pthread_atfork() child handler makes the child open its own (the inherited
  * copy is left alone: the child may have reused its number; a raw clone()
- * without glibc's fork() is not seen). When the kernel or the headers lack
- * the ioctl (ENOTTY/EINVAL), every check parses /proc/self/maps instead, and
- * the page size is then unknown (0).
+ * without glibc's fork() is not seen). When the kernel lacks the ioctl
+ * (ENOTTY/EINVAL), every check parses /proc/self/maps instead, and the page
+ * size is then unknown (0).
  *
  * Neither source shows VM_IO/VM_PFNMAP. The special mappings are known by
  * name; plain anonymous memory, memfd/shmem/SysV (files shown "(deleted)")
@@ -65,6 +65,27 @@
 #include "compiler.h"
 #include "log_internal.h"
 #include "pin.h"
+
+/* PROCMAP_QUERY (Linux 6.11) for headers that predate it, such as bookworm's
+ * 6.1: the ABI is stable, and whether the kernel has it is found out at run
+ * time (-ENOTTY), never by the headers dme happened to be built against. */
+#ifndef PROCMAP_QUERY
+enum {
+	PROCMAP_QUERY_VMA_READABLE = 0x01,
+	PROCMAP_QUERY_VMA_WRITABLE = 0x02,
+	PROCMAP_QUERY_VMA_EXECUTABLE = 0x04,
+	PROCMAP_QUERY_VMA_SHARED = 0x08,
+	PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10,
+};
+struct procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#endif
+_Static_assert(sizeof(struct procmap_query) == 104, "PROCMAP_QUERY layout");
 
 #define VMA_R 1u
 #define VMA_W 2u
@@ -121,8 +142,6 @@ static void perms_str(unsigned flags, char out[5])
 }
 
 /* ---- the PROCMAP_QUERY source -------------------------------------------- */
-
-#ifdef PROCMAP_QUERY
 
 /* the fd PROCMAP_QUERY goes to, -1 until the first query (and in a child) */
 static _Atomic int maps_fd_cache = -1;
@@ -223,17 +242,6 @@ static int ioctl_next(struct vma_src *s, uint64_t at)
 		v->name[0] = 0;
 	return 0;
 }
-
-#else /* headers before Linux 6.11: only the text source */
-
-static int ioctl_next(struct vma_src *s, uint64_t at)
-{
-	(void)s;
-	(void)at;
-	return -ENOTTY;
-}
-
-#endif
 
 /* ---- the /proc/self/maps text source -------------------------------------- */
 

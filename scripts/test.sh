@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds dme and runs every test suite:
-#   build/        --werror: unit, stress, vm (QEMU real-kernel tier), then
-#                 slow (the Debian packages: build, contents, install, lintian)
+#   build/        --werror: unit, stress, vm (QEMU real-kernel tier; its guest
+#                 kernel and initramfs are built when the vm suite runs)
+#                 then slow (the Debian packages: build, contents, install, lintian)
 #   build-asan/   -Db_sanitize=address,undefined: the unit suite (leaks included)
 #   build-tsan/   -Db_sanitize=thread: the stress suite
 #   build-fuzz/   clang + libFuzzer (ASan/UBSan): a short fuzz run
@@ -16,11 +17,23 @@ scripts/hugepages.sh 64
 prefix=${DMETEST_BUILDDIR:-build}
 rc=0
 
+# Debian 12's stock kernel headers (6.1): the uapi test compiles every C file
+# against them (dme carries the newer uapi it needs in include/uapi)
+if DMETEST_LINUX_HEADERS=$(scripts/bookworm-headers.sh); then
+	export DMETEST_LINUX_HEADERS
+else
+	echo "dme: no bookworm 6.1 kernel headers: the uapi test skips its 6.1 build" >&2
+	unset DMETEST_LINUX_HEADERS
+fi
+
 setup() {	# dir, -Doptions...: configure (or re-apply the options), then build
 	local dir=$1
 	shift
 	if [ -f "$dir/build.ninja" ]; then
-		meson configure "$dir" "$@" >/dev/null || return 1
+		# an option whose type or existence changed since the directory was
+		# configured: `meson configure` refuses it, a reconfigure takes it
+		meson configure "$dir" "$@" >/dev/null 2>&1 ||
+			meson setup --reconfigure "$dir" "$@" >/dev/null || return 1
 	else
 		meson setup "$dir" "$@" >/dev/null || return 1
 	fi
@@ -46,7 +59,8 @@ else
 	rc=1
 fi
 
-if CC=clang CXX=clang++ setup "$prefix-fuzz" -Dfuzz=true -Dtests=false -Dvm_tests=disabled; then
+if CC=clang setup "$prefix-fuzz" -Dfuzz=true -Dtests=disabled -Dtools=disabled \
+	-Dbench=disabled -Dexamples=disabled -Ddocs=disabled -Dvm_tests=disabled; then
 	meson test -C "$prefix-fuzz" --suite fuzz --print-errorlogs || rc=1
 else
 	echo "dme: the libFuzzer build failed" >&2

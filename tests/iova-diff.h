@@ -106,7 +106,7 @@ static long run_single(bool cache, long ops, struct rsrc *rs, long *nops)
 			size = pick_size(rs, pow2);
 			align = pick_align(rs, size);
 			uint64_t mv = 0;
-			want = model_first_fit(&m, size, align, 0, &mv);
+			want = model_place(&m, size, align, 0, &mv);
 			ret = dme_iova_alloc(s, size, align, &iova);
 			if (ret != want) {
 				FAIL("op %ld alloc(0x%llx, 0x%llx) = %d, model %d", op,
@@ -116,7 +116,7 @@ static long run_single(bool cache, long ops, struct rsrc *rs, long *nops)
 			if (ret)
 				continue;
 			if (!cache && iova != mv)
-				FAIL("op %ld alloc: 0x%llx, first fit is 0x%llx", op,
+				FAIL("op %ld alloc: 0x%llx, the model places it at 0x%llx", op,
 				     (unsigned long long)iova, (unsigned long long)mv);
 			if ((iova & (align - 1)) || !model_range_of(&m, iova, iova + size - 1) ||
 			    model_overlaps(&m, iova, iova + size - 1))
@@ -129,7 +129,7 @@ static long run_single(bool cache, long ops, struct rsrc *rs, long *nops)
 			uint64_t pg = PG << (rnd(rs) % 10);
 			uint64_t va = (rnd(rs) & ~(PG - 1)) & 0xffffffffffffull;
 			uint64_t mv = 0;
-			want = model_first_fit(&m, size, pg, va & (pg - 1), &mv);
+			want = model_place(&m, size, pg, va & (pg - 1), &mv);
 			ret = dme_iova_alloc_congruent(s, size, pg, va, &iova);
 			if (ret != want || (!ret && !cache && iova != mv)) {
 				FAIL("op %ld congruent = %d (0x%llx), model %d (0x%llx)", op, ret,

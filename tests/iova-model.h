@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * iova-model.h - a trivially correct reference model of an IOVA space for
- * differential tests and the fuzzer: a sorted array of busy ranges, first
- * fit by linear scan. Slow on purpose; obviously right.
+ * differential tests and the fuzzer: a sorted array of busy ranges, the
+ * allocator's placement policy by linear scan. Slow on purpose; obviously
+ * right.
  */
 #ifndef DME_IOVA_MODEL_H
 #define DME_IOVA_MODEL_H
@@ -143,6 +144,34 @@ static inline int model_first_fit(const struct model *m, uint64_t size, uint64_t
 		}
 	}
 	return -ENOSPC;
+}
+
+/* The allocator's placement: the lowest free interval of at least size +
+ * align - granule (it fits at its first aligned slot, whatever its start);
+ * when there is none, first fit. */
+static inline int model_place(const struct model *m, uint64_t size, uint64_t align, uint64_t phase,
+			      uint64_t *out)
+{
+	uint64_t g = m->granule > 1 ? m->granule : 1, need;
+	if (align < g || __builtin_add_overflow(size, align - g, &need))
+		return model_first_fit(m, size, align, phase, out);
+	for (size_t r = 0; r < m->nr_ranges; r++) {
+		uint64_t cur = m->ranges[r].start, end = m->ranges[r].last;
+		size_t i = model_upper(m, cur);
+		if (i > 0 && m->b[i - 1].last >= cur)
+			i--;
+		for (;; i++) {
+			uint64_t hi = i >= m->n || m->b[i].start > end ? end : m->b[i].start - 1;
+			if ((i >= m->n || m->b[i].start > cur) && hi >= cur &&
+			    hi - cur >= need - 1 && model_fit(cur, hi, size, align, phase, out))
+				return 0;
+			if (i >= m->n || m->b[i].start > end || m->b[i].last >= end)
+				break;
+			if (m->b[i].last + 1 > cur)
+				cur = m->b[i].last + 1;
+		}
+	}
+	return model_first_fit(m, size, align, phase, out);
 }
 
 #endif

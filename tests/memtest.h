@@ -149,11 +149,12 @@ static inline void hp_release(struct hp_res *r)
 
 #define CHILD_MAX 48
 
-/* Results a child writes into shared memory; the parent prints them. */
+/* Results a child writes into shared memory; the parent prints them. A
+ * skipped check has its reason in diag. */
 struct child_results {
 	int n;
 	struct {
-		int pass;
+		int pass, skip;
 		char name[120];
 		char diag[400];
 	} r[CHILD_MAX];
@@ -165,6 +166,7 @@ static inline void child_ok(struct child_results *cr, int pass, const char *name
 	if (cr->n == CHILD_MAX)
 		return;
 	cr->r[cr->n].pass = pass;
+	cr->r[cr->n].skip = 0;
 	size_t nl = strnlen(name, sizeof(cr->r[0].name) - 1);
 	size_t dl = diag_msg ? strnlen(diag_msg, sizeof(cr->r[0].diag) - 1) : 0;
 	memcpy(cr->r[cr->n].name, name, nl);
@@ -173,6 +175,15 @@ static inline void child_ok(struct child_results *cr, int pass, const char *name
 		memcpy(cr->r[cr->n].diag, diag_msg, dl);
 	cr->r[cr->n].diag[dl] = 0;
 	cr->n++;
+}
+
+/* A check the child cannot run here, reported as a TAP skip with @why. */
+static inline void child_skip(struct child_results *cr, const char *name, const char *why)
+{
+	if (cr->n == CHILD_MAX)
+		return;
+	child_ok(cr, 1, name, why);
+	cr->r[cr->n - 1].skip = 1;
 }
 
 /* Runs @fn in a child and reports its checks; one more check for a clean exit. */
@@ -195,6 +206,10 @@ static inline void run_in_child(const char *what, void (*fn)(struct child_result
 	int status = 0;
 	waitpid(pid, &status, 0);
 	for (int i = 0; i < cr->n; i++) {
+		if (cr->r[i].skip) {
+			tap_skip(cr->r[i].diag, "%s: %s", what, cr->r[i].name);
+			continue;
+		}
 		ok(cr->r[i].pass, "%s: %s", what, cr->r[i].name);
 		if (!cr->r[i].pass && cr->r[i].diag[0])
 			diag("  %s", cr->r[i].diag);

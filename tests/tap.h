@@ -4,7 +4,10 @@
  *
  * ok(cond, name...) prints "ok N - name" or "not ok N - name"; the plan is
  * printed by tap_done(), whose return value is the program's exit status
- * (non-zero when any check failed). tap_skip_all() skips a whole program.
+ * (non-zero when any check failed). tap_skip(why, name...) reports one check
+ * that cannot run here as "ok N - name # SKIP why", which TAP consumers (and
+ * .ci/count.py) count as skipped, never as passed; tap_skip_all() skips a
+ * whole program.
  * Single-threaded use only: checks run on the main thread.
  */
 #ifndef DME_TAP_H
@@ -39,6 +42,20 @@ __attribute__((format(printf, 1, 2))) static inline void diag(const char *fmt, .
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	fflush(stdout);
+}
+
+/* Same argument order as the vm guests' tap_skip(): the reason, then the name. */
+__attribute__((format(printf, 2, 3))) static inline void tap_skip(const char *reason,
+								  const char *fmt, ...)
+{
+	va_list ap;
+	tap_n++;
+	printf("ok %d - ", tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf(" # SKIP %s\n", reason);
 	fflush(stdout);
 }
 

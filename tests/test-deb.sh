@@ -4,12 +4,14 @@
 #
 #   tests/test-deb.sh SOURCE_ROOT
 #
-# Builds libdme0, libdme-dev and dme-tools with `dpkg-buildpackage -us -uc
-# -b` in a temporary copy of the source tree (build directories left out),
-# then, without touching the system: lists each package with dpkg-deb -c,
-# unpacks them into a temporary root with dpkg -x, builds a small embedder
-# against that root's libdme-dev through pkg-config (shared and static),
-# runs it and the unpacked `dme`, and runs lintian (no errors allowed; the
+# Builds libdme0, libdme-dev, dme-tools and dme-bench with `dpkg-buildpackage
+# -us -uc -b` in a temporary copy of the source tree (build directories left
+# out), then, without touching the system: lists each package with dpkg-deb
+# -c (manual pages, documentation, dme-bench apart from dme, no liburing or
+# C++ runtime outside dme-bench), unpacks them into a temporary root with
+# dpkg -x, builds a small embedder against that root's libdme-dev through
+# pkg-config (shared and static), runs it, the unpacked `dme` and `dme bench
+# --help` (the unpacked dme-bench), and runs lintian (no errors allowed; the
 # warnings are printed). DEB_BUILD_OPTIONS passes through (nocheck skips the
 # package's own tests). DMETEST_DEB_KEEP=1 keeps the temporary directory.
 set -uo pipefail
@@ -82,15 +84,25 @@ arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 lib=usr/lib/$ma
 
 declare -A deb
-for p in libdme0 libdme-dev dme-tools; do
+pkgs=(libdme0 libdme-dev dme-tools dme-bench)
+for p in "${pkgs[@]}"; do
 	deb[$p]=$work/${p}_${ver}_$arch.deb
 	[ -f "${deb[$p]}" ]
 	ok $? "${p}_${ver}_$arch.deb is built" || finish
 done
 
 # Meson's own summary and test run, as the package build saw them
-grep -Eq 'vm_tests +: disabled' "$work/build.log"
-ok $? "the package build configures -Dvm_tests=disabled (no kernel build)"
+# meson's summary (section Built) of the package build
+built() {	# name: the summary says yes/no (bool_yn) for it (the first
+	# match: "User defined options" below it has the options' values)
+	grep -E "^ +$1 *: " "$work/build.log" | head -1 | grep -Eo '(YES|NO)$'
+}
+[ "$(built vm_tests)" = NO ] && [ "$(built fuzz)" = NO ]
+ok $? "the package build registers no vm suite (no kernel build) and no fuzzer"
+[ "$(built docs)" = YES ] && [ "$(built 'tools \(dme\)')" = YES ] &&
+	[ "$(built 'bench \(dme-bench\)')" = YES ]
+ok $? "the package build has the docs, dme and dme-bench" ||
+	grep -A9 '^ *Built' "$work/build.log" | diag
 if [[ " ${DEB_BUILD_OPTIONS:-} " == *" nocheck "* ]]; then
 	echo "ok $((n += 1)) - the package's tests ran # SKIP DEB_BUILD_OPTIONS has nocheck"
 else
@@ -102,10 +114,10 @@ conf() {
 	(cd "$tree" && env DEB_BUILD_OPTIONS="$1" make -s -n -f debian/rules \
 		override_dh_auto_configure)
 }
-conf nocheck | grep -q -- '-Dtests=false'
-ok $? "DEB_BUILD_OPTIONS=nocheck configures -Dtests=false"
-conf "" | grep -q -- '-Dtests=true'
-ok $? "without nocheck the package build configures -Dtests=true"
+conf nocheck | grep -q -- '-Dtests=disabled'
+ok $? "DEB_BUILD_OPTIONS=nocheck configures -Dtests=disabled"
+conf "" | grep -q -- '-Dtests=enabled'
+ok $? "without nocheck the package build configures -Dtests=enabled"
 
 # --- contents ---------------------------------------------------------------
 has() {	# package path...: every path is in the package
@@ -119,7 +131,7 @@ has() {	# package path...: every path is in the package
 		return 1
 	fi
 }
-for p in libdme0 libdme-dev dme-tools; do
+for p in "${pkgs[@]}"; do
 	# path only; a symlink's " -> target" dropped
 	dpkg-deb -c "${deb[$p]}" | awk '{ sub(/ -> .*/, ""); print $6 }' >"$work/$p.list"
 	echo "# $p: $(grep -cv '/$' "$work/$p.list") files"
@@ -142,13 +154,55 @@ has libdme-dev "${headers[@]}"
 ok $? "libdme-dev has every header of include/dme/ (${#headers[@]}) in /usr/include/dme"
 has libdme-dev "$lib/libdme.so" "$lib/libdme.a" "$lib/pkgconfig/dme.pc"
 ok $? "libdme-dev has libdme.so, libdme.a and dme.pc in /$lib"
-has dme-tools usr/bin/dme
-ok $? "dme-tools has /usr/bin/dme"
+has dme-tools usr/bin/dme usr/share/man/man1/dme.1.gz
+ok $? "dme-tools has /usr/bin/dme and dme(1)"
+has dme-bench usr/bin/dme-bench && ! grep -q '/bin/dme$' "$work/dme-bench.list" &&
+	! grep -q 'dme-bench' "$work/dme-tools.list"
+ok $? "dme-bench has /usr/bin/dme-bench, dme-tools has not"
 
-for p in libdme0 libdme-dev dme-tools; do
+# the manual pages of the library: dme(3), one per public header, and a link
+# per function (docs/man/meson.build), compressed by dh_compress
+man3=(usr/share/man/man3/dme.3.gz)
+for m in "$src"/docs/man/*.3; do
+	man3+=("usr/share/man/man3/$(basename "$m").gz")
+done
+has libdme-dev "${man3[@]}"
+ok $? "libdme-dev has dme(3) and a page per header (${#man3[@]})"
+links=$(dpkg-deb -c "${deb[libdme-dev]}" | grep -c 'man3/dme_[a-z_]*\.3\.gz -> dme_[a-z_]*\.3\.gz$')
+exported=$(cd "$src" && sed -n 's/^ \(dme_[a-z_0-9]*\)@LIBDME_0\.1 .*/\1/p' debian/libdme0.symbols | wc -l)
+has libdme-dev usr/share/man/man3/dme_register.3.gz usr/share/man/man3/dme_version.3.gz &&
+	[ "$links" -ge $((exported - ${#man3[@]})) ]
+ok $? "libdme-dev links a manual page per function ($links links, $exported functions)"
+# (dh_compress compresses those above 4 KiB)
+docs=()
+for f in "$src"/README.md "$src"/docs/*.md; do
+	f=usr/share/doc/libdme-dev/$(basename "$f")
+	grep -Fxq "./$f.gz" "$work/libdme-dev.list" && f=$f.gz
+	docs+=("$f")
+done
+has libdme-dev "${docs[@]}"
+ok $? "libdme-dev has README and docs/ (${#docs[@]} files) in /usr/share/doc/libdme-dev"
+! grep -q 'usr/share/doc/dme/' "$work/libdme-dev.list" "$work/dme-tools.list"
+ok $? "no package has a /usr/share/doc/dme of another package's name"
+
+# the lean build: the library and dme need neither liburing nor C++; only
+# dme-bench has libbenchmark and libstdc++
+dep() { dpkg-deb -f "${deb[$1]}" Depends; }
+! dep libdme0 | grep -Eq 'liburing|libstdc\+\+|libbenchmark' &&
+	! dep dme-tools | grep -Eq 'liburing|libstdc\+\+|libbenchmark'
+ok $? "libdme0 and dme-tools need neither liburing, libstdc++ nor libbenchmark" ||
+	{ dep libdme0; dep dme-tools; } | diag
+dep dme-bench | grep -q 'libbenchmark' && dep dme-bench | grep -q 'libstdc++'
+ok $? "dme-bench depends on libbenchmark and libstdc++" || dep dme-bench | diag
+# bookworm's own kernel headers do: the tree carries the uapi it needs
+bd=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' "$tree/debian/control")
+! echo "$bd" | grep -Eq 'liburing|linux-libc-dev'
+ok $? "Build-Depends names neither liburing nor a newer kernel header package"
+
+for p in "${pkgs[@]}"; do
 	dpkg -x "${deb[$p]}" "$root" || break
 done
-ok $? "dpkg -x unpacks the three packages into a temporary root"
+ok $? "dpkg -x unpacks the ${#pkgs[@]} packages into a temporary root"
 
 # --- an embedder -------------------------------------------------------------
 cat >"$work/embed.c" <<'EOF'
@@ -222,6 +276,14 @@ out=$(DME_BACKEND=sim LD_LIBRARY_PATH=$root/$lib "$root/usr/bin/dme" config 2>&1
 ok $? "the unpacked dme config exits 0" || echo "$out" | diag
 [[ $out == *DME_BACKEND* ]]
 ok $? "dme config lists DME_BACKEND"
+out=$(LD_LIBRARY_PATH=$root/$lib "$root/usr/bin/dme" --version 2>&1)
+ok $? "the unpacked dme --version exits 0" && [[ $out == *"${ver%-*}"* ]]
+ok $? "dme --version says ${ver%-*}" || echo "$out" | diag
+# dme bench execs the dme-bench beside it (tools/bench_exec.c)
+out=$(LD_LIBRARY_PATH=$root/$lib "$root/usr/bin/dme" bench --help 2>&1)
+ok $? "the unpacked dme bench --help runs the unpacked dme-bench" &&
+	[[ $out == *iova* ]]
+ok $? "dme bench --help lists dme-bench's suites" || echo "$out" | diag
 
 # --- lintian -----------------------------------------------------------------
 changes=$work/dme_${ver}_$arch.changes

@@ -12,7 +12,7 @@ reads those lists and, from the rest of the tree:
   - every `command -v TOOL` in a script, `shutil.which("TOOL")` in Python,
     and `CC=`/`CXX=` compiler a script sets;
   - every find_program(), dependency() and find_library() of a meson.build
-    and the project's languages;
+    and the project's languages (project() and add_languages());
   - every Debian package a message tells the user to install ("package X",
     "X-dev");
   - every module a Python script imports (the standard library only).
@@ -38,6 +38,7 @@ PROVIDER = {
     # tools
     'make': 'make', 'gcc': 'gcc', 'g++': 'g++', 'cc': 'gcc', 'c++': 'g++',
     'clang': 'clang', 'clang++': 'clang', 'ld': 'binutils', 'readelf': 'binutils',
+    'nm': 'binutils', 'groff': 'groff-base',
     'bc': 'bc', 'bison': 'bison', 'flex': 'flex', 'xz': 'xz-utils', 'tar': 'tar',
     'gzip': 'gzip', 'cpio': 'cpio', 'flock': 'util-linux', 'sha256sum': 'coreutils',
     'perl': 'perl-base', 'python3': 'python3', 'meson': 'meson', 'ninja': 'ninja-build',
@@ -173,8 +174,10 @@ for rel in mesons:
             want_tool(mm.group(1), rel)
     for mm in re.finditer(r"(?<!\w)(?:dependency|find_library)\(\s*'([^']+)'", text):
         want_tool(mm.group(1), rel)
-    pm = re.search(r"project\(\s*'[^']*'\s*,\s*\[([^\]]*)\]", text)
-    for lang in re.findall(r"'(\w+)'", pm.group(1)) if pm else []:
+    # project('dme', 'c' or ['c', ...]) and add_languages('cpp' or [...])
+    langs = re.findall(r"(?:project\(\s*'[^']*'|add_languages\()\s*,?\s*(\[[^\]]*\]|'[^']*')",
+                       text)
+    for lang in re.findall(r"'(\w+)'", ' '.join(langs)):
         want_tool(LANGUAGE_COMPILER.get(lang, lang), f'{rel} (language {lang})')
 
 # packages named in messages: "(package X)", "install package X", "X-dev"
@@ -199,7 +202,7 @@ for rel in re.split(r'[,|]', control[0].get('Build-Depends', '')):
     name = re.sub(r'[\s(\[<].*', '', rel.strip(), flags=re.S)
     if name:
         build_deps.add('debhelper' if name.startswith('debhelper-compat') else name)
-ok(ours >= {'libdme0', 'libdme-dev', 'dme-tools'} and len(build_deps) >= 5,
+ok(ours >= {'libdme0', 'libdme-dev', 'dme-tools', 'dme-bench'} and len(build_deps) >= 5,
    f'debian/control builds {", ".join(sorted(ours))} from {len(build_deps)} Build-Depends')
 for pkg in sorted(build_deps):
     ok(pkg in installed, f'install-deps.sh installs Build-Depends {pkg}')

@@ -143,7 +143,12 @@ static void coherence_case(bool monitor, enum change ch)
 		break;
 	}
 	if (q != p) {
-		ok(0, "coherence (%s, %s): the same address again", mode, change_name[ch]);
+		/* another thread of this process (a sanitizer's) took the freed
+		 * address first: nothing to test, not a failure of dme */
+		printf("ok %d - coherence (%s, %s) # SKIP the freed address was taken by another mapping\n",
+		       ++tap_n, mode, change_name[ch]);
+		if (q != MAP_FAILED)
+			munmap(q, len);
 		dme_engine_close(e);
 		return;
 	}
@@ -629,6 +634,76 @@ static void test_fork(void)
 	dme_engine_close(e);
 }
 
+/* Fixes from review: each one a behaviour. */
+static void test_review_edges(void)
+{
+	uint64_t x, y;
+	/* unregister succeeds once the registration is gone, whatever a flush
+	 * of pending unmaps does */
+	struct dme_engine *e = open_sim_cfg(false, 1);
+	uint8_t *p = mem(8 * PG);
+	memset(p, 1, 8 * PG);
+	dme_register(e, p, PG, DME_MAP_RW, &x);
+	dme_sim_inject(dme_engine_sim(e), DME_SIM_OP_UNMAP, 1, -EIO);
+	ok_eq(dme_unregister(e, p, PG), 0,
+	      "edges: unregister returns 0 although the batched unmap behind it failed");
+	ok_eq(dme_unregister(e, p, PG), -EINVAL, "edges: ... and the registration is gone");
+	dme_sim_inject_clear(dme_engine_sim(e));
+	ok(dme_engine_flush(e) == 0 && dme_engine_check(e) == 0, "edges: the next flush unmaps it");
+
+	/* nested requests starting at the same address, in either order */
+	struct dme_region_req a[2] = {{p, PG, DME_MAP_RW, 0}, {p, 2 * PG, DME_MAP_RW, 0}};
+	struct dme_region_req b[2] = {{p + 4 * PG, 2 * PG, DME_MAP_RW, 0},
+				      {p + 4 * PG, PG, DME_MAP_RW, 0}};
+	ok(dme_register_batch(e, a, 2) == 0 && dme_register_batch(e, b, 2) == 0,
+	   "edges: nested requests with one start register in either order");
+	ok(dme_unregister(e, p, PG) == 0 && dme_unregister(e, p, 2 * PG) == 0 &&
+		   dme_unregister(e, p + 4 * PG, PG) == 0 && dme_unregister(e, p + 4 * PG, 2 * PG) == 0,
+	   "edges: ... each unregisters exactly");
+
+	/* share refuses the unregistered part of a batch mapping (no monitor:
+	 * its memory may have been replaced) */
+	struct dme_engine *s = NULL;
+	dme_engine_open_sibling(e, &s);
+	struct dme_region_req q[2] = {{p, PG, DME_MAP_RW, 0}, {p + PG, PG, DME_MAP_RW, 0}};
+	dme_register_batch(e, q, 2);
+	dme_unregister(e, p, PG);
+	ok(dme_share(e, s, p, PG, DME_MAP_RW, &y) == -ENOENT &&
+		   dme_share(e, s, p + PG, PG, DME_MAP_RW, &y) == 0,
+	   "edges: share takes the live buffer of a batch mapping, not its unregistered part");
+	dme_unregister(s, p + PG, PG);
+	dme_unregister(e, p + PG, PG);
+	dme_engine_close(s);
+	dme_engine_close(e);
+	munmap(p, 8 * PG);
+
+	/* memory replaced while registered: reported, and never served later */
+	e = open_sim_cfg(true, 0);
+	if (!dme_engine_cache_monitor(e)) {
+		printf("ok %d - edges: replaced while registered # SKIP no userfaultfd here\n", ++tap_n);
+		dme_engine_close(e);
+		return;
+	}
+	p = mem(4 * PG);
+	memset(p, 1, 4 * PG);
+	dme_register(e, p, 4 * PG, DME_MAP_RW, &x);
+	logcap_reset();
+	munmap(p, 4 * PG);
+	uint8_t *n = mmap(p, 4 * PG, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	memset(n, 2, 4 * PG);
+	uint64_t h = hits(e);
+	dme_unregister(e, p, 4 * PG);
+	ok(logcap.count[DME_LOG_WARN] >= 1 && strstr(logcap.all, "while registered"),
+	   "edges: unmapping registered memory is reported (a warning names the buffer)");
+	ok(n == p && dme_register(e, p, 4 * PG, DME_MAP_RW, &y) == 0 && hits(e) == h,
+	   "edges: the replaced memory is mapped anew, not served from the old mapping");
+	dme_unregister(e, p, 4 * PG);
+	ok(dme_engine_check(e) == 0, "edges: invariants hold");
+	dme_engine_close(e);
+	munmap(p, 4 * PG);
+}
+
 int main(void)
 {
 	logcap_install();
@@ -648,5 +723,6 @@ int main(void)
 	test_quarantine_after_failed_unmap();
 	test_attach_requeries_geometry();
 	test_fork();
+	test_review_edges();
 	return tap_done();
 }

@@ -1,12 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* test-iova: every IOVA allocator API and error, one behaviour per check. */
+/*
+ * test-iova: every IOVA allocator API and error, one behaviour per check;
+ * threads park with full magazines or race flushes (also in the TSan build).
+ */
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include <dme/iova.h>
 
 #include "logcap.h"
+#include "memtest.h"
 #include "tap.h"
 
 #define K4 0x1000ull
@@ -104,6 +115,49 @@ static void test_alignments(void)
 	ok_eq(dme_iova_alloc(s, K4 + 1, K4, &a), -EINVAL, "size not a multiple of the alignment refused");
 	ok_eq(dme_iova_alloc(s, G1, G1, &a), 0, "1 GiB at 1 GiB alignment");
 	ok(!(a & (G1 - 1)) && in_ranges(a, G1, vtd, 2), "1 GiB range is aligned and inside");
+	dme_iova_space_destroy(s);
+}
+
+/*
+ * Alignment above what the size needs: a gap of size + align - 4K fits
+ * whatever its start, and the lowest such gap is taken in O(log n); when no
+ * gap is that large, the exact search still finds a slot that fits exactly.
+ */
+static void test_aligned_fill(void)
+{
+	struct dme_iova_range r[] = {{0, 0xfffff}}; /* 1M */
+	struct dme_iova_space *s = mk(r, 1, K4, false);
+	uint64_t a, last = 0;
+	int n = 0, aligned = 1;
+	dme_iova_alloc(s, K4, K4, &a); /* nothing below 0x10000 fits 64K at 64K */
+	while (dme_iova_alloc(s, 0x10000, 0x10000, &a) == 0) {
+		aligned &= !(a & 0xffff);
+		last = a;
+		n++;
+	}
+	ok(n == 15 && aligned, "aligned fill: 15 x 64K at 64K fit in 1M - 4K (%d)", n);
+	ok_eq(last, 0xf0000, "aligned fill: the last one is the exact fit at the top");
+	ok_eq(dme_iova_check(s), 0, "aligned fill: invariants hold");
+	dme_iova_space_destroy(s);
+
+	/* [ 4K | 64K gap at 0x1000 | live | exact 64K gap at 0x40000 | live ] */
+	s = mk(r, 1, K4, false);
+	dme_iova_alloc_fixed(s, 0, K4);
+	dme_iova_alloc_fixed(s, 0x11000, 0x2f000);
+	dme_iova_alloc_fixed(s, 0x50000, 0xb0000);
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), 0,
+	      "exact fit: found when no gap fits every alignment");
+	ok_eq(a, 0x40000, "exact fit: it skips the misaligned 64K gap");
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), -ENOSPC, "exact fit: then nothing fits");
+	dme_iova_space_destroy(s);
+
+	/* [ live | exact 64K gap at 0x10000 | live | 256K gap at 0x41000 ] */
+	s = mk(r, 1, K4, false);
+	dme_iova_alloc_fixed(s, 0, 0x10000);
+	dme_iova_alloc_fixed(s, 0x20000, 0x21000);
+	dme_iova_alloc_fixed(s, 0x81000, 0x7f000);
+	ok_eq(dme_iova_alloc(s, 0x10000, 0x10000, &a), 0, "big gap: 64K at 64K");
+	ok_eq(a, 0x50000, "big gap: the lowest gap that fits any alignment wins over an exact fit");
 	dme_iova_space_destroy(s);
 }
 
@@ -356,6 +410,265 @@ static void test_thread_exit(void)
 	dme_iova_space_destroy(s);
 }
 
+/*
+ * A thread fills a small space with 4 KiB ranges, frees them all (they stay
+ * in its magazines and the depot) and parks on a barrier without exiting.
+ * The main thread must still get the whole space: with dme_iova_flush_caches()
+ * first, or by the tree allocation's own miss.
+ */
+struct parked {
+	struct dme_iova_space *s;
+	pthread_barrier_t bar;
+	uint64_t v[128];
+	int filled, alloc_while_full, stale_free, again;
+};
+
+static void *parked_fn(void *arg)
+{
+	struct parked *p = arg;
+	uint64_t x;
+	p->filled = 1;
+	for (int i = 0; i < 128; i++)
+		p->filled &= dme_iova_alloc(p->s, K4, K4, &p->v[i]) == 0;
+	for (int i = 0; i < 128; i++)
+		p->filled &= dme_iova_free(p->s, p->v[i], K4) == 0;
+	pthread_barrier_wait(&p->bar); /* parked, magazines full */
+	pthread_barrier_wait(&p->bar); /* main holds the whole space */
+	p->alloc_while_full = dme_iova_alloc(p->s, K4, K4, &x);
+	if (!p->alloc_while_full)
+		dme_iova_free(p->s, x, K4);
+	p->stale_free = dme_iova_free(p->s, p->v[5], K4);
+	pthread_barrier_wait(&p->bar); /* checked */
+	pthread_barrier_wait(&p->bar); /* main freed the space */
+	p->again = dme_iova_alloc(p->s, K4, K4, &x) == 0 && dme_iova_free(p->s, x, K4) == 0;
+	return NULL;
+}
+
+static void test_parked_thread(bool flush)
+{
+	const char *m = flush ? "parked, flushed" : "parked";
+	struct dme_iova_range r[] = {{0x100000, 0x17ffff}}; /* 512K: 128 pages */
+	struct dme_iova_space *s = mk(r, 1, K4, true);
+	struct parked p = {.s = s};
+	struct dme_iova_stats st;
+	uint64_t x = 0;
+	pthread_t th;
+	pthread_barrier_init(&p.bar, NULL, 2);
+	pthread_create(&th, NULL, parked_fn, &p);
+	pthread_barrier_wait(&p.bar);
+	ok(p.filled, "%s: a thread allocated and freed 128 x 4K, then parked", m);
+	dme_iova_stats(s, &st);
+	ok_eq(st.cached_ranges, 128, "%s: all 128 are cached", m);
+	if (flush) {
+		dme_iova_flush_caches(s);
+		dme_iova_stats(s, &st);
+		ok(st.cached_ranges == 0 && st.free_bytes == 0x80000,
+		   "%s: flush returns the parked thread's IOVAs to the tree (%llu cached)", m,
+		   (unsigned long long)st.cached_ranges);
+	}
+	ok_eq(dme_iova_alloc(s, 0x80000, K4, &x), 0, "%s: the whole space can be allocated", m);
+	ok_eq(x, 0x100000, "%s: at its bottom", m);
+	dme_iova_stats(s, &st);
+	ok(st.cached_ranges == 0 && st.free_bytes == 0 && st.live_ranges == 1,
+	   "%s: stats: one live range, nothing cached or free", m);
+	ok_eq(dme_iova_check(s), 0, "%s: invariants hold", m);
+	pthread_barrier_wait(&p.bar);
+	pthread_barrier_wait(&p.bar);
+	ok_eq(p.alloc_while_full, -ENOSPC,
+	      "%s: the woken thread gets nothing from its stale magazines", m);
+	ok_eq(p.stale_free, -EINVAL, "%s: its free of a reclaimed IOVA is refused", m);
+	ok_eq(dme_iova_free(s, x, 0x80000), 0, "%s: free the whole space", m);
+	pthread_barrier_wait(&p.bar);
+	pthread_join(th, NULL);
+	ok(p.again, "%s: the thread allocates and frees again", m);
+	dme_iova_stats(s, &st);
+	ok(st.live_ranges == 0, "%s: nothing live at the end", m);
+	ok_eq(dme_iova_check(s), 0, "%s: invariants hold at the end", m);
+	pthread_barrier_destroy(&p.bar);
+	dme_iova_space_destroy(s);
+}
+
+/*
+ * Where membarrier(2) is refused (seccomp here), a flush cannot be sure a
+ * parked thread is outside its allocation window: it undoes its claims, says
+ * so once, and the thread's cached IOVAs stay valid for it.
+ */
+struct idle {
+	struct dme_iova_space *s;
+	pthread_barrier_t bar;
+	int filled, realloc_ok;
+};
+
+static void *idle_fn(void *arg)
+{
+	struct idle *p = arg;
+	uint64_t v[128];
+	p->filled = 1;
+	for (int i = 0; i < 128; i++)
+		p->filled &= dme_iova_alloc(p->s, K4, K4, &v[i]) == 0;
+	for (int i = 0; i < 128; i++)
+		p->filled &= dme_iova_free(p->s, v[i], K4) == 0;
+	pthread_barrier_wait(&p->bar); /* parked */
+	pthread_barrier_wait(&p->bar); /* main's flush and allocation failed */
+	p->realloc_ok = 1;
+	for (int i = 0; i < 128; i++)
+		p->realloc_ok &= dme_iova_alloc(p->s, K4, K4, &v[i]) == 0;
+	for (int i = 0; i < 128; i++)
+		p->realloc_ok &= dme_iova_free(p->s, v[i], K4) == 0;
+	return NULL;
+}
+
+static void no_membarrier_child(struct child_results *cr, void *arg)
+{
+	(void)arg;
+	char msg[400];
+#if defined(__x86_64__)
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = (unsigned short)ARRAY_LEN(f), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0)) {
+		child_skip(cr, "flush undoes its claims", "cannot install a seccomp filter");
+		return;
+	}
+#else
+	child_skip(cr, "flush undoes its claims", "the seccomp filter is written for x86-64");
+	return;
+#endif
+	struct dme_iova_range r[] = {{0x100000, 0x17ffff}};
+	struct dme_iova_space *s = mk(r, 1, K4, true);
+	struct idle p = {.s = s};
+	struct dme_iova_stats st;
+	uint64_t x;
+	pthread_t th;
+	pthread_barrier_init(&p.bar, NULL, 2);
+	pthread_create(&th, NULL, idle_fn, &p);
+	pthread_barrier_wait(&p.bar);
+	logcap_reset();
+	dme_iova_flush_caches(s);
+	int ret = dme_iova_alloc(s, 0x80000, K4, &x);
+	dme_iova_stats(s, &st);
+	snprintf(msg, sizeof(msg), "alloc %d, %llu cached, messages: %.300s", ret,
+		 (unsigned long long)st.cached_ranges, logcap.all);
+	child_ok(cr, p.filled && ret == -ENOSPC && st.cached_ranges == 128,
+		 "the parked thread keeps its 128 cached IOVAs; the whole space is -ENOSPC", msg);
+	child_ok(cr, strstr(logcap.all, "membarrier") != NULL, "the log says why", msg);
+	child_ok(cr, dme_iova_check(s) == 0, "invariants hold", NULL);
+	pthread_barrier_wait(&p.bar);
+	pthread_join(th, NULL);
+	child_ok(cr, p.realloc_ok, "the thread allocates its 128 IOVAs again and frees them", NULL);
+	dme_iova_stats(s, &st);
+	child_ok(cr, st.live_ranges == 0 && dme_iova_check(s) == 0, "nothing live, invariants hold",
+		 NULL);
+	pthread_barrier_destroy(&p.bar);
+	dme_iova_space_destroy(s);
+}
+
+/*
+ * Threads allocate and free cached sizes while the main thread flushes the
+ * caches and takes large ranges: reclaiming other threads' magazines races
+ * their lock-free fast paths. A page map claimed with atomic exchange catches
+ * two live ranges overlapping at once.
+ */
+#define RACE_SPACE (64ull << 20)
+#define RACE_THREADS 2
+#define RACE_ROUNDS 20000
+
+static _Atomic uint8_t race_owner[RACE_SPACE / K4];
+static atomic_int race_done;
+static atomic_long race_bad;
+
+static bool race_claim(uint64_t iova, uint64_t size, uint8_t who)
+{
+	bool good = true;
+	for (uint64_t pg = (iova - 0x100000) / K4; pg < (iova - 0x100000 + size) / K4; pg++)
+		if (atomic_exchange(&race_owner[pg], who))
+			good = false;
+	return good;
+}
+
+static void race_unclaim(uint64_t iova, uint64_t size)
+{
+	for (uint64_t pg = (iova - 0x100000) / K4; pg < (iova - 0x100000 + size) / K4; pg++)
+		atomic_store(&race_owner[pg], 0);
+}
+
+struct racer {
+	struct dme_iova_space *s;
+	uint8_t id;
+};
+
+static void *racer_fn(void *arg)
+{
+	struct racer *rc = arg;
+	uint64_t x = 0x9e3779b97f4a7c15ull * rc->id, v[32], sz[32];
+	long bad = 0;
+	for (int r = 0; r < RACE_ROUNDS; r++) {
+		int n = 0;
+		for (int i = 0; i < 32; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			sz[n] = K4 << (x % 5);
+			int ret = dme_iova_alloc(rc->s, sz[n], K4, &v[n]);
+			if (ret == -ENOSPC)
+				continue;
+			if (ret || !race_claim(v[n], sz[n], rc->id))
+				bad++;
+			n++;
+		}
+		for (int i = 0; i < n; i++) {
+			race_unclaim(v[i], sz[i]);
+			bad += dme_iova_free(rc->s, v[i], sz[i]) != 0;
+		}
+	}
+	atomic_fetch_add(&race_bad, bad);
+	atomic_fetch_add(&race_done, 1);
+	return NULL;
+}
+
+static void test_reclaim_race(void)
+{
+	struct dme_iova_range r[] = {{0x100000, 0x100000 + RACE_SPACE - 1}};
+	struct dme_iova_space *s = mk(r, 1, K4, true);
+	struct racer rc[RACE_THREADS];
+	pthread_t th[RACE_THREADS];
+	long flushes = 0, big = 0, bad = 0;
+	for (int i = 0; i < RACE_THREADS; i++) {
+		rc[i] = (struct racer){s, (uint8_t)(i + 1)};
+		pthread_create(&th[i], NULL, racer_fn, &rc[i]);
+	}
+	do { /* at least once, however late the racers get the CPU */
+		uint64_t x;
+		dme_iova_flush_caches(s);
+		flushes++;
+		if (dme_iova_alloc(s, RACE_SPACE / 2, K4, &x) == 0) {
+			big++;
+			bad += !race_claim(x, RACE_SPACE / 2, 0x80);
+			race_unclaim(x, RACE_SPACE / 2);
+			bad += dme_iova_free(s, x, RACE_SPACE / 2) != 0;
+		}
+	} while (atomic_load(&race_done) < RACE_THREADS);
+	for (int i = 0; i < RACE_THREADS; i++)
+		pthread_join(th[i], NULL);
+	diag("%ld flushes and %ld half-space allocations during the race", flushes, big);
+	ok_eq(atomic_load(&race_bad) + bad, 0,
+	      "reclaim race: no overlap, no failed free while flushes reclaim live magazines");
+	struct dme_iova_stats st;
+	dme_iova_stats(s, &st);
+	ok(st.live_ranges == 0 && st.free_bytes + st.cached_bytes == RACE_SPACE,
+	   "reclaim race: every byte is free or cached afterwards");
+	ok_eq(dme_iova_check(s), 0, "reclaim race: invariants hold");
+	dme_iova_space_destroy(s);
+}
+
 int main(void)
 {
 	logcap_install();
@@ -363,6 +676,7 @@ int main(void)
 	test_basic(false);
 	test_basic(true);
 	test_alignments();
+	test_aligned_fill();
 	test_holes();
 	test_fixed();
 	test_congruent();
@@ -375,5 +689,9 @@ int main(void)
 	test_release_to_cache();
 	test_full_space();
 	test_thread_exit();
+	test_parked_thread(true);
+	test_parked_thread(false);
+	run_in_child("no membarrier", no_membarrier_child, NULL);
+	test_reclaim_race();
 	return tap_done();
 }

@@ -159,7 +159,7 @@ static void thp_off_child(struct child_results *cr, void *arg)
 	struct dme_mem_params p = params(4 << 20, DME_HUGEPAGE_THP);
 	logcap_install();
 	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) {
-		child_ok(cr, 1, "SKIP prctl(PR_SET_THP_DISABLE) refused", NULL);
+		child_skip(cr, "4 KiB pages instead", "prctl(PR_SET_THP_DISABLE) refused");
 		return;
 	}
 	int ret = dme_mem_alloc(&p, &m);
@@ -193,7 +193,7 @@ static void test_2m_memfd(void)
 {
 	struct hp_res r;
 	if (!hp_reserve(&r, 0, 2048, 3)) {
-		ok(1, "2m: SKIP cannot reserve 3 hugepages of 2 MiB");
+		tap_skip("cannot reserve 3 hugepages of 2 MiB", "2m");
 		return;
 	}
 	struct dme_mem_stats a, b;
@@ -286,7 +286,7 @@ static void test_1g(void)
 {
 	struct hp_res r1, r2;
 	if (!hp_reserve(&r1, 0, 1048576, 1)) {
-		ok(1, "1g: SKIP cannot reserve a 1 GiB page");
+		tap_skip("cannot reserve a 1 GiB page", "1g");
 		return;
 	}
 	struct dme_mem *m = NULL;
@@ -327,11 +327,11 @@ static void test_1g_short_to_2m(void)
 {
 	struct hp_res r;
 	if (hp_free(0, 1048576) > 0) {
-		ok(1, "1g short: SKIP a 1 GiB page is free on this machine");
+		tap_skip("a 1 GiB page is free on this machine", "1g short");
 		return;
 	}
 	if (!hp_reserve(&r, 0, 2048, 2)) {
-		ok(1, "1g short: SKIP cannot reserve 2 MiB pages");
+		tap_skip("cannot reserve 2 MiB pages", "1g short");
 		return;
 	}
 	struct dme_mem *m = NULL;
@@ -375,7 +375,7 @@ static void test_touch_and_mlock(void)
 		dme_mem_free(m);
 		ok_eq(vm_locked(), before, "mlock: free unlocks");
 	} else {
-		ok(1, "mlock: SKIP VmLck checks (the sanitizer makes mlock a no-op)");
+		tap_skip("the sanitizer makes mlock a no-op", "mlock: VmLck checks");
 		dme_mem_free(m);
 	}
 }
@@ -473,7 +473,7 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 		dme_mem_free(m);
 	}
 	if (!mount_private_hugetlbfs(dir)) {
-		child_ok(cr, 1, "SKIP cannot mount hugetlbfs privately", NULL);
+		child_skip(cr, "allocated through the mount", "cannot mount hugetlbfs privately");
 		return;
 	}
 	m = NULL;
@@ -509,7 +509,7 @@ static void hugetlbfs_child(struct child_results *cr, void *arg)
 	struct sock_fprog prog = {.len = (unsigned short)ARRAY_LEN(f), .filter = f};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
 	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0)) {
-		child_ok(cr, 1, "SKIP cannot install a seccomp filter", NULL);
+		child_skip(cr, "memfd refused: hugetlbfs used", "cannot install a seccomp filter");
 		goto out;
 	}
 	struct dme_mem_stats a, b;
@@ -550,7 +550,7 @@ static void test_hugetlbfs_route(void)
 {
 	struct hp_res r;
 	if (!hp_reserve(&r, 0, 2048, 2)) {
-		ok(1, "hugetlbfs: SKIP cannot reserve 2 MiB pages");
+		tap_skip("cannot reserve 2 MiB pages", "hugetlbfs");
 		return;
 	}
 	run_in_child("hugetlbfs", hugetlbfs_child, NULL);

@@ -85,9 +85,8 @@ static void infinite_child(struct child_results *cr, void *arg)
 	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
 	struct dme_mem_budget b;
 	if (setrlimit(RLIMIT_MEMLOCK, &rl)) {
-		child_ok(cr, 1,
-			 "SKIP cannot raise RLIMIT_MEMLOCK to infinity (no CAP_SYS_RESOURCE)",
-			 NULL);
+		child_skip(cr, "an infinite limit is unlimited without the capability",
+			   "cannot raise RLIMIT_MEMLOCK to infinity (no CAP_SYS_RESOURCE)");
 		return;
 	}
 	if (drop_cap(CAP_IPC_LOCK)) {
@@ -106,8 +105,9 @@ int main(void)
 	ok_eq(dme_mem_budget(&b), 0, "budget: read");
 	ok_eq(b.cap_ipc_lock, has_cap(CAP_IPC_LOCK), "budget: capability read with capget");
 	if (!has_cap(CAP_IPC_LOCK)) {
-		ok(1, "SKIP the refusal path needs a process that can drop CAP_IPC_LOCK and "
-		      "still raise RLIMIT_MEMLOCK (root)");
+		tap_skip("it needs a process that can drop CAP_IPC_LOCK and "
+			 "still raise RLIMIT_MEMLOCK (root)",
+			 "budget: refusal path");
 		return tap_done();
 	}
 	ok(b.unlimited && b.avail == UINT64_MAX, "budget: CAP_IPC_LOCK means unlimited");

@@ -99,7 +99,7 @@ int main(void)
 		check_source("hugetlb 2m", DME_HUGEPAGE_2M, 4 << 20);
 		hp_release(&r);
 	} else {
-		ok(1, "hugetlb 2m: SKIP cannot reserve 2 MiB pages");
+		tap_skip("cannot reserve 2 MiB pages", "hugetlb 2m");
 	}
 	return tap_done();
 }

@@ -117,8 +117,8 @@ static void test_thp(void)
 		if (segs[i].source == DME_MEM_SRC_THP && segs[i].page_size == MT_2M)
 			huge += segs[i].len;
 	if (huge == 0) {
-		ok(1, "thp: SKIP no THP was handed out (THP off, memory fragmented or no "
-		      "PAGEMAP_SCAN)");
+		tap_skip("no THP was handed out (THP off, memory fragmented or no PAGEMAP_SCAN)",
+			 "thp: 4 KiB | 4 MiB of THP | 4 KiB, in order");
 	} else {
 		ok(nsegs == 3 && segs[0].page_size == 4096 && segs[1].page_size == MT_2M &&
 		       segs[1].va == (uintptr_t)(va + (2 << 20)) && segs[1].len == (4u << 20) &&
@@ -132,7 +132,7 @@ static void test_hugetlb_mixed(void)
 {
 	struct hp_res r;
 	if (!hp_reserve(&r, 0, 2048, 1)) {
-		ok(1, "hugetlb: SKIP cannot reserve a 2 MiB page");
+		tap_skip("cannot reserve a 2 MiB page", "hugetlb");
 		return;
 	}
 	/* [ 2 MiB of 4 KiB rw | one 2 MiB hugetlb memfd page | 2 MiB read-only ] */

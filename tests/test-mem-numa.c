@@ -206,7 +206,7 @@ static void test_hugetlb_on_node(void)
 {
 	struct hp_res r;
 	if (!hp_reserve(&r, 0, 2048, 2)) {
-		ok(1, "hugetlb node 0: SKIP cannot reserve 2 MiB pages");
+		tap_skip("cannot reserve 2 MiB pages", "hugetlb node 0");
 		return;
 	}
 	int ret;
@@ -248,7 +248,7 @@ static void test_pci_node(void)
 	if (d)
 		closedir(d);
 	if (!checked) {
-		ok(1, "pci node: SKIP no PCI devices");
+		tap_skip("no PCI devices", "pci node");
 	} else {
 		ok(good == checked, "pci node: matches sysfs for all %d devices", checked);
 		int a = -5, b = -6;

@@ -46,7 +46,7 @@ static void test_hugetlb(void)
 {
 	struct hp_res r;
 	if (!hp_reserve(&r, 0, 2048, 2)) {
-		ok(1, "2m: SKIP cannot reserve 2 MiB pages");
+		tap_skip("cannot reserve 2 MiB pages", "2m");
 		return;
 	}
 	struct dme_mem_params p;

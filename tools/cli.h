@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cli.h - shared pieces of the dme command-line tool: the subcommand table,
- * a tiny JSON writer (objects, arrays, strings, numbers; no floats with
- * exponents of more than what printf gives) and the tool's log hook.
+ * cli.h - shared pieces of the dme command-line tool: what a subcommand
+ * is (name, synopsis, help), usage errors and exit codes, a tiny JSON writer
+ * (objects, arrays, strings, integers) and the tool's log hook.
  */
 #ifndef DME_CLI_H
 #define DME_CLI_H
@@ -13,17 +13,47 @@
 
 #include <dme/log.h>
 
-struct cli_cmd {
-	const char *name;
-	const char *usage;
-	const char *doc;
-	int (*run)(int argc, char **argv);
+/* Exit status of every command (dme(1), `dme help`). */
+enum {
+	CLI_EXIT_OK = 0,    /* the command did what was asked */
+	CLI_EXIT_FAIL = 1,  /* it could not: a check failed, a backend could not open... */
+	CLI_EXIT_USAGE = 2, /* the command line is wrong: nothing was done */
 };
 
+/* A subcommand: `dme NAME ARGS`. */
+struct cli_cmd {
+	const char *name;    /* "bench" */
+	const char *args;    /* its synopsis after "dme NAME " */
+	const char *summary; /* one line for `dme help` */
+	const char *help;    /* `dme NAME --help` after the usage line: what it does, options */
+	void (*help_more)(FILE *f); /* the part of the help made at run time, or NULL */
+	int (*run)(int argc, char **argv); /* argv[0] is NAME; returns a CLI_EXIT_* */
+};
+
+extern const struct cli_cmd cli_info, cli_demo, cli_bench, cli_config;
+
+/* `dme bench` is two programs: dme's cli_bench (tools/bench_exec.c) runs
+ * dme-bench, whose cli_bench (tools/cmd_bench.c) parses the command line.
+ * Both say what bench_help.c says. */
+extern const char cli_bench_args[], cli_bench_summary[], cli_bench_help[];
+
+/* The commands' entry points (cli_NAME.run), for programs that run one
+ * in-process. */
 int cmd_info(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_config(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);	   /* dme-bench's (bench/main.c) */
+int cmd_bench_exec(int argc, char **argv); /* dme's `bench`: execs dme-bench */
+int cmd_config(int argc, char **argv);
+
+/* `dme NAME --help`: @cmd's usage line and help on stdout; returns CLI_EXIT_OK. */
+int cli_help(const struct cli_cmd *cmd);
+/* A usage error of @cmd: "dme NAME: MSG", the usage line and a pointer to
+ * --help on stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The usage error for what getopt_long() (opterr = 0, optstring starting
+ * with ':') returned as @c for @argv; returns CLI_EXIT_USAGE. */
+int cli_bad_option(const struct cli_cmd *cmd, char **argv, int c);
 
 /* JSON writer: tracks whether a comma is needed at each nesting level. */
 struct jw {

@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -245,15 +246,28 @@ static struct dme_engine *demo_engine(uint8_t **mem, char why[512])
 
 int cmd_info(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
 	bool json = false;
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
+	int c;
+	optind = 0; /* afresh: a program may run several commands in-process */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
 			json = true;
-		} else {
-			fprintf(stderr, "dme info: unknown option '%s' (valid: --json)\n", argv[i]);
-			return 2;
+			break;
+		case 'h':
+			return cli_help(&cli_info);
+		default:
+			return cli_bad_option(&cli_info, argv, c);
 		}
 	}
+	if (optind < argc)
+		return cli_usage_error(&cli_info, "unexpected argument '%s'", argv[optind]);
 	struct utsname u;
 	uname(&u);
 	bool iommufd = exists("/dev/iommu");
@@ -325,7 +339,7 @@ int cmd_info(int argc, char **argv)
 		}
 		jw_obj_end(&w);
 		jw_end(&w);
-		return 0;
+		return CLI_EXIT_OK;
 	}
 	printf("kernel          %s %s\n", u.release, u.machine);
 	printf("iommufd         %s\n", iommufd ? "/dev/iommu present" : "absent");
@@ -366,5 +380,22 @@ int cmd_info(int argc, char **argv)
 	} else {
 		printf("demo engine     none could be opened: %s\n", why);
 	}
-	return 0;
+	return CLI_EXIT_OK;
 }
+
+const struct cli_cmd cli_info = {
+	.name = "info",
+	.args = "[--json]",
+	.summary = "IOMMU, vfio-pci devices, hugepages, NUMA and kernel facts of this machine",
+	.help = "What this machine offers a DMA engine: the IOMMU interfaces (/dev/iommu, the\n"
+		"VFIO container and cdevs, IOMMU groups) and the backend DME_BACKEND=auto would\n"
+		"pick, the PCI devices bound to vfio-pci (NUMA node, IOMMU group, cdev), hugepage\n"
+		"pools per size and NUMA node, the NUMA nodes, the kernel, and the counters of a\n"
+		"demo engine opened as the DME_* variables say (or why none could be opened).\n"
+		"Reads sysfs only; needs no privileges.\n"
+		"\n"
+		"options:\n"
+		"      --json  one JSON object instead of the table\n"
+		"  -h, --help  this text\n",
+	.run = cmd_info,
+};

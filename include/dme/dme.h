@@ -5,6 +5,7 @@
 #ifndef DME_DME_H
 #define DME_DME_H
 
+#include <dme/version.h>
 #include <dme/log.h>
 #include <dme/config.h>
 #include <dme/iova.h>

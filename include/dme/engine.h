@@ -158,6 +158,18 @@ void dme_engine_close(struct dme_engine *e);
 const char *dme_engine_backend_name(const struct dme_engine *e);
 
 /**
+ * dme_engine_backends() - the backends built into this library.
+ *
+ * In the order DME_BACKEND=auto tries them for a configured device, the
+ * simulator last; the names are those DME_BACKEND accepts. A backend is
+ * listed when it is compiled in, whether or not this host can open it.
+ *
+ * Return: a static NULL-terminated array of names, e.g. {"iommufd", "vfio",
+ * "noiommu", "sim", NULL}.
+ */
+const char *const *dme_engine_backends(void);
+
+/**
  * dme_register() - make [@va, @va + @len) reachable by the devices.
  * @e:     the engine
  * @va:    page aligned start

@@ -8,9 +8,11 @@
  * every reservation, is aligned as asked, and never straddles a hole.
  *
  * Slow path: an AVL tree of busy ranges (allocations, reservations, holes)
- * augmented with the largest free gap in each subtree: first fit for any size
- * and alignment in O(log n). Fast path: per-thread magazines per power-of-two
- * size class over a shared depot; a hit takes no lock and makes no syscall.
+ * augmented with the largest free gap in each subtree: the lowest gap of at
+ * least size + alignment - granule (which fits whatever its start) in
+ * O(log n); only when there is none, exact first fit over the smaller gaps.
+ * Fast path: per-thread magazines per power-of-two size class over a shared
+ * depot; a hit takes no lock and makes no syscall.
  * Quarantine: dme_iova_free_deferred() holds ranges back until the caller
  * says the unmap that covered them has completed.
  *
@@ -73,8 +75,9 @@ struct dme_iova_stats {
  * @params: tuning, or NULL for defaults
  * @out:    on success, the new space
  *
- * Return: 0, -EINVAL for empty, overlapping or misaligned ranges or a
- * non-power-of-two alignment, -ENOMEM.
+ * Return: 0, -EINVAL for empty, overlapping or misaligned ranges, a
+ * non-power-of-two alignment or out-of-range @params, -ENOMEM when an
+ * allocation fails (nothing is leaked and @out is untouched on any error).
  */
 int dme_iova_space_create(const struct dme_iova_geometry *geo,
 			  const struct dme_iova_params *params, struct dme_iova_space **out);
@@ -198,8 +201,12 @@ int dme_iova_unreserve(struct dme_iova_space *space, uint64_t start, uint64_t la
  * dme_iova_flush_caches() - return every cached free IOVA to the tree.
  * @space: the IOVA space
  *
- * Empties the depot and the calling thread's magazines at once; other
- * threads empty theirs at their next allocation or free.
+ * Empties the depot and the magazines of every thread at once, including
+ * threads that are blocked or never call the allocator again; their fast
+ * paths stay lock-free (see docs/iova.md). Tree allocations that find no
+ * fit do the same before failing with -ENOSPC. Other threads' magazines
+ * need membarrier(2); where it is refused they are emptied only when their
+ * threads exit (logged once).
  */
 void dme_iova_flush_caches(struct dme_iova_space *space);
 

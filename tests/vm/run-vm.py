@@ -3,7 +3,15 @@
 
     run-vm.py --kernel bzImage --initrd guest.cpio.gz [--shape basic|numa|mock]
               [--append "extra kernel args"] [--timeout 300] [--log-dir DIR]
-              [--expect-dmar-fault]
+              [--expect-dmar-fault] [--build-root DIR --ninja NINJA]
+    run-vm.py --build-root DIR --ninja NINJA --prepare FILE...
+
+The guest kernel and the initramfs images are build_by_default: false
+targets that no test names (Meson before 1.7 builds every target a test names
+with a plain `ninja`): with --build-root, this script builds the --kernel and --initrd
+files itself, with `NINJA -C DIR`, before booting; --prepare only builds the
+files given (the vm-prepare test, which runs first, alone and without a
+timeout; an exit-code test: 0 built, 1 failed, 77 skipped).
 
 The guest (tests/vm/mkinitrd.sh) writes the TAP of its programs, framed by
 "DME-VM: " protocol lines, to its second UART; the kernel console goes to the
@@ -18,6 +26,8 @@ the log tails on stderr. When QEMU cannot run at all, the output is
 """
 
 import argparse
+import collections
+import fcntl
 import os
 import re
 import shutil
@@ -83,11 +93,17 @@ class Tap:
         print(f"1..{self.n}", flush=True)
 
 
+# The exit status of a skip: 0 with TAP's "1..0 # SKIP"; --prepare is an
+# exit-code test (so that `meson test -v` shows the kernel build as it runs),
+# where 77 means skipped.
+skip_status = 0
+
+
 def skip_all(reason):
     banner = "!" * 72
     sys.stderr.write(f"{banner}\nVM tests SKIPPED: {reason}\n{banner}\n")
     print(f"1..0 # SKIP {reason}", flush=True)
-    sys.exit(0)
+    sys.exit(skip_status)
 
 
 def find_qemu():
@@ -224,6 +240,44 @@ class Guest:
                       if not problems else f"vm: {name} finished cleanly ({'; '.join(problems)})")
 
 
+def build(build_root, ninja, files):
+    """Brings @files (outputs of the build tree at @build_root) up to date
+    with ninja; one caller at a time (vm tests run in parallel). Returns
+    (ok, seconds, tail of ninja's output)."""
+    targets = [os.path.relpath(os.path.abspath(f), os.path.abspath(build_root)) for f in files]
+    lock_path = os.path.join(os.path.dirname(os.path.abspath(files[0])), "vm-prereq.lock")
+    start = time.monotonic()
+    last = collections.deque(maxlen=30)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # ninja's own output (the kernel build's progress) goes to stderr as
+        # it comes: stdout is the TAP stream
+        proc = subprocess.Popen([ninja, "-C", build_root] + targets, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            last.append(line)
+        proc.wait()
+    return proc.returncode == 0, time.monotonic() - start, "".join(last)
+
+
+def prepare(a):
+    """--prepare: build the vm suite's prerequisites. An exit-code test: 0
+    built, 1 failed, 77 skipped (no QEMU: every vm test skips anyway)."""
+    global skip_status
+    skip_status = 77
+    find_qemu()
+    ok, secs, out = build(a.build_root, a.ninja, a.prepare)
+    names = " ".join(os.path.basename(f) for f in a.prepare)
+    if ok:
+        print(f"vm: guest kernel and initramfs images up to date in {secs:.0f}s ({names})")
+        return 0
+    print(f"vm: building the guest kernel and initramfs images failed ({names}):\n{out}")
+    return 1
+
+
 def tail(path, n):
     try:
         with open(path, "r", errors="replace") as f:
@@ -235,8 +289,12 @@ def tail(path, n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kernel", required=True)
-    ap.add_argument("--initrd", required=True)
+    ap.add_argument("--kernel")
+    ap.add_argument("--initrd")
+    ap.add_argument("--build-root", help="build --kernel and --initrd in this build tree first")
+    ap.add_argument("--ninja", default="ninja")
+    ap.add_argument("--prepare", nargs="+", metavar="FILE",
+                    help="only build these outputs of --build-root")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="basic")
     ap.add_argument("--append", default="")
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("DMEVM_TIMEOUT", 300)))
@@ -247,8 +305,23 @@ def main():
     ap.add_argument("--expect-dmar-fault", action="store_true",
                     help="the guest provokes DMAR faults on purpose: require at least one")
     a = ap.parse_args()
+    if a.prepare:
+        if not a.build_root:
+            ap.error("--prepare needs --build-root")
+        return prepare(a)
+    if not a.kernel or not a.initrd:
+        ap.error("--kernel and --initrd are required")
 
     qemu, version = find_qemu()
+    if a.build_root:
+        ok, secs, out = build(a.build_root, a.ninja, [a.kernel, a.initrd])
+        if not ok:
+            print("1..1")
+            print(f"not ok 1 - vm: {os.path.basename(a.kernel)} and "
+                  f"{os.path.basename(a.initrd)} built")
+            for l in out.splitlines():
+                Tap.diag(l)
+            return 1
     for f in (a.kernel, a.initrd):
         if not os.path.isfile(f):
             print("1..1")
