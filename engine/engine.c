@@ -682,8 +682,12 @@ static int cmp_req_va(const void *a, const void *b, void *arg)
 	uint64_t x = (uintptr_t)p->va, y = (uintptr_t)q->va;
 	if (x != y)
 		return x < y ? -1 : 1;
-	/* equal starts: the longer first, so the shorter nests inside its run */
-	return p->len > q->len ? -1 : p->len < q->len;
+	/* equal starts: the longer first, so the shorter nests inside its run;
+	 * then the wider permissions first, so the narrower one shares it */
+	if (p->len != q->len)
+		return p->len > q->len ? -1 : 1;
+	unsigned pw = p->flags & DME_MAP_WRITE, qw = q->flags & DME_MAP_WRITE;
+	return pw > qw ? -1 : pw < qw;
 }
 
 static int check_req(const struct dme_region_req *q, size_t i)

@@ -660,6 +660,10 @@ static void test_review_edges(void)
 	ok(dme_unregister(e, p, PG) == 0 && dme_unregister(e, p, 2 * PG) == 0 &&
 		   dme_unregister(e, p + 4 * PG, PG) == 0 && dme_unregister(e, p + 4 * PG, 2 * PG) == 0,
 	   "edges: ... each unregisters exactly");
+	struct dme_region_req d[2] = {{p, PG, DME_MAP_READ, 0}, {p, PG, DME_MAP_RW, 0}};
+	ok(dme_register_batch(e, d, 2) == 0 && d[0].iova == d[1].iova &&
+		   dme_unregister(e, p, PG) == 0 && dme_unregister(e, p, PG) == 0,
+	   "edges: the same page read-only and read-write in one batch, in this order, share a mapping");
 
 	/* share refuses the unregistered part of a batch mapping (no monitor:
 	 * its memory may have been replaced) */
