@@ -469,16 +469,23 @@ static void evict_body(struct dme_bench_state *st, void *arg)
 		dme_config_init(&c);
 		c.backend = DME_BACKEND_SIM;
 		c.map_batch = 65536;	/* nothing is unmapped before the flush */
+		c.cache_budget_entries = 1u << 20; /* 262,144 live mappings fit */
 		struct dme_engine *e;
 		uint64_t iova;
 		if (dme_engine_open(&c, &e)) {
 			dme_bench_fail(st, "open");
 			break;
 		}
-		for (uint64_t i = 0; i < nb; i++)
-			dme_register(e, buf + i * PG, PG, DME_MAP_RW, &iova);
-		for (uint64_t i = 0; i < nb; i++)
-			dme_unregister(e, buf + i * PG, PG);
+		bool good = true;
+		for (uint64_t i = 0; i < nb && good; i++)
+			good = !dme_register(e, buf + i * PG, PG, DME_MAP_RW, &iova);
+		for (uint64_t i = 0; i < nb && good; i++)
+			good = !dme_unregister(e, buf + i * PG, PG);
+		if (!good) {
+			dme_engine_close(e);
+			dme_bench_fail(st, "registering 262,144 pages failed");
+			break;
+		}
 		struct dme_sim_stats s0, s1;
 		dme_sim_stats(dme_engine_sim(e), &s0);
 		dme_engine_flush(e);
