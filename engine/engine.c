@@ -121,6 +121,7 @@ struct dme_engine {
 	uint64_t family;	/* engines with equal family share a backend instance */
 	struct dma_rec *dma;	/* live dme_dma_alloc() allocations */
 	struct monitor *mon;	/* the memory monitor, NULL when none runs */
+	uint64_t nwatched;	/* regions the monitor watches (<= WATCH_MAX) */
 	bool forked;		/* this is a fork()ed child's copy of the engine */
 	struct dme_engine *next_engine; /* every open engine (fork handling) */
 	struct dme_engine_stats st;
@@ -168,6 +169,7 @@ static void fork_child(void)
 	for (struct dme_engine *e = engines; e; e = e->next_engine) {
 		e->forked = true;
 		e->mon = NULL;	/* the reader thread stayed in the parent */
+		e->nwatched = 0;
 		for (struct avl_node *a = avl_first(&e->by_va); a; a = avl_next(&e->by_va, a->key)) {
 			struct region *r = va_region(a);
 			r->watched = false;
@@ -437,12 +439,42 @@ static struct region *region_first_in(struct dme_engine *e, uint64_t va, uint64_
 /* ---------------------------------------------------------------------- */
 /* Lazy unmap                                                             */
 
+/*
+ * Watched ranges are capped: each may split a VMA in two, and a process has
+ * vm.max_map_count of them (65530 by default) for everything it maps. A
+ * range over the cap is not watched now; it may be when others are gone.
+ */
+#define WATCH_MAX 8192
+
+static bool region_watch(struct dme_engine *e, struct region *r)
+{
+	if (r->watched || r->stale || r->unwatchable || r->owned || !e->mon)
+		return r->watched;
+	if (e->nwatched >= WATCH_MAX)
+		return false;
+	if (monitor_watch(e->mon, r->va, r->len)) {
+		r->unwatchable = true;	/* do not try again for this mapping */
+		return false;
+	}
+	r->watched = true;
+	e->nwatched++;
+	return true;
+}
+
+static void region_unwatch(struct dme_engine *e, struct region *r)
+{
+	if (!r->watched)
+		return;
+	monitor_unwatch(e->mon, r->va, r->len);
+	r->watched = false;
+	e->nwatched--;
+}
+
 /* Out of the indexes, IOVA into quarantine, onto the pending list. */
 static void region_retire(struct dme_engine *e, struct region *r)
 {
 	region_unpublish(e, r);
-	if (r->watched)
-		monitor_unwatch(e->mon, r->va, r->len);
+	region_unwatch(e, r);
 	e->st.evictions++;
 	if (!r->mapped) {
 		dme_iova_free(e->iova, r->iova, r->len);
@@ -574,9 +606,7 @@ static void range_changed(void *arg, uint64_t va, uint64_t len)
 			if (!live) {
 				/* an unregistered part of the mapping changed: only
 				 * live registrations may be served from it now */
-				if (r->watched)
-					monitor_unwatch(e->mon, r->va, r->len);
-				r->watched = false;
+				region_unwatch(e, r);
 				r->unwatchable = true;
 				continue;
 			}
@@ -600,12 +630,7 @@ static void coherence_sync(struct dme_engine *e)
  */
 static int region_idle(struct dme_engine *e, struct region *r)
 {
-	if (!r->watched && !r->stale && !r->unwatchable && e->mon) {
-		if (!monitor_watch(e->mon, r->va, r->len))
-			r->watched = true;
-		else
-			r->unwatchable = true;	/* do not try on every unregister */
-	}
+	region_watch(e, r);
 	if (r->watched && !r->stale) {
 		r->state = R_IDLE;
 		rlist_add_tail(&e->lru, r);
@@ -1276,12 +1301,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			e->st.pinned_bytes += r->len;
 		/* caller memory is watched from the start, so a munmap while it
 		 * is registered is seen (and reported) too */
-		if (!r->owned && e->mon) {
-			if (!monitor_watch(e->mon, r->va, r->len))
-				r->watched = true;
-			else
-				r->unwatchable = true;
-		}
+		region_watch(e, r);
 	}
 	e->st.live_mappings += e->geo.ready ? b.nr : 0;
 	for (size_t k = 0; k < n; k++) {	/* in VA order: references append */
@@ -1348,11 +1368,10 @@ DME_EXPORT int dme_unregister(struct dme_engine *e, void *va, size_t len)
 	ref_drop(r, f);
 	if (r->refs == 0 && !r->owned)
 		ret = region_idle(e, r);
-	else if (!r->owned && !r->watched && !r->stale && !r->unwatchable && e->mon &&
-		 !monitor_watch(e->mon, r->va, r->len))
+	else
 		/* part of the mapping has no registration now: watched, it can
 		 * serve that part again without the caller's promise */
-		r->watched = true;
+		region_watch(e, r);
 	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
