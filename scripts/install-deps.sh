@@ -58,7 +58,7 @@ vm_pkgs=(qemu-system-x86 busybox-static cpio gzip make binutils bc bison flex li
 # the slow suite's package build (tests/test-deb.sh: dpkg-buildpackage, dh,
 # lintian, dpkg-deb, readelf) and debian/control's Build-Depends (the lists
 # above hold the rest: tests/test-deps.py checks)
-deb_pkgs=(dpkg dpkg-dev debhelper lintian binutils)
+deb_pkgs=(dpkg dpkg-dev build-essential debhelper lintian binutils)
 # from bookworm-backports explicitly, with --vm (bookworm's own is too old
 # for the VM guest programs, which use the system's <linux/iommufd.h>)
 bp_pkgs=(linux-libc-dev)

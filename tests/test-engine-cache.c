@@ -695,6 +695,16 @@ static void test_review_edges(void)
 	munmap(p, 4 * PG);
 	uint8_t *n = mmap(p, 4 * PG, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (n != p) {
+		/* another thread (a sanitizer's) took the freed address first */
+		printf("ok %d - edges: replaced while registered # SKIP the freed address was taken by another mapping\n",
+		       ++tap_n);
+		if (n != MAP_FAILED)
+			munmap(n, 4 * PG);
+		dme_unregister(e, p, 4 * PG);
+		dme_engine_close(e);
+		return;
+	}
 	memset(n, 2, 4 * PG);
 	uint64_t h = hits(e);
 	dme_unregister(e, p, 4 * PG);
