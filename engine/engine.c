@@ -1101,8 +1101,9 @@ static int run_alloc_iova(struct dme_engine *e, struct run *u)
 }
 
 /*
- * Room is short: the idle mappings this batch replaces go now rather than
- * after the map (they are cache; the batch may still fail after this).
+ * The idle mappings this batch replaces go: after the map, or earlier when
+ * room is short or (noiommu) they hold the IOVAs the new runs need; they are
+ * cache, so a batch that fails after this has lost only cache.
  */
 static void batch_drop_victims(struct dme_engine *e, struct batch *b)
 {
@@ -1242,11 +1243,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 	if (b.nr && e->geo.needs_pa) {
 		/* IOVA == physical address: the replaced mappings hold the very
 		 * IOVAs the new runs need, so they go first */
-		for (size_t k = 0; k < b.nvict; k++) {
-			b.victims[k]->doomed = false;
-			region_retire(e, b.victims[k]);
-		}
-		b.nvict = 0;
+		batch_drop_victims(e, &b);
 		ret = pending_flush(e);
 		if (ret)
 			goto err_undo;
@@ -1281,11 +1278,7 @@ static int register_batch(struct dme_engine *e, struct dme_region_req *reqs, siz
 			goto err_undo;
 	}
 	/* the new mappings exist: the idle ones they replace go */
-	for (size_t k = 0; k < b.nvict; k++) {
-		b.victims[k]->doomed = false;
-		region_retire(e, b.victims[k]);
-	}
-	b.nvict = 0;
+	batch_drop_victims(e, &b);
 	for (size_t k = 0; k < b.nr; k++) {
 		ret = region_publish(e, b.runs[k].r);
 		if (ret) {
